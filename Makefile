@@ -1,0 +1,43 @@
+# Two commands on a fresh clone: `make demo` (smoke sweep end to end) and `make test`.
+# Both create the environment in .venv/ first.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+# torch first, pinned: on a CPU-only machine with a local 2.13.0 CPU wheel pip takes that file; elsewhere
+# PyPI's build of the same version (CUDA on Linux). pyproject's range is then already met.
+TORCH_SPEC ?= torch==2.13.0
+# HH data: $SHAREDREP_HH_DIR if set, else the shared copy beside the repository when it exists.
+SHAREDREP_HH_DIR ?= $(abspath $(wildcard ../shared/data/hh-rlhf))
+export SHAREDREP_HH_DIR
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+RUN_DIR ?= runs/smoke
+
+.PHONY: env demo test lint lab clean-runs
+
+env: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $@
+
+demo: env
+	$(PY) -m sharedrep_utils run --profile smoke --seeds 42 --proportions 0.1 --ks 2 16 --run-dir $(RUN_DIR)
+
+test: env
+	$(PY) -m pytest -q
+
+lint: env
+	$(VENV)/bin/ruff check sharedrep_utils tests
+
+lab: env
+	$(PY) -m pip install --quiet -e ".[dev,lab]"
+	$(VENV)/bin/jupyter lab notebooks/
+
+clean-runs:
+	rm -rf runs/smoke

@@ -1,0 +1,341 @@
+"""Profiles and parameters: typed dataclasses filled from a YAML profile plus dotted overrides.
+
+Everything paper-specific (model ids, group weights, proportions, K, hyper-parameters) lives in
+`profiles/<name>.yaml`; code reads it only through `Config`. Bad values fail here, before any work,
+with one sentence naming the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PROFILE_DIR = Path(__file__).parent / "profiles"
+HH_DIR_ENV = "SHAREDREP_HH_DIR"
+METHODS = ("maxmin", "sharedrep", "uniform")
+
+
+class ConfigError(ValueError):
+    """A parameter is wrong; the message is one sentence meant for a person."""
+
+
+@dataclass
+class DataConfig:
+    hh_dir: str | None = None  # local HH copy; falls back to $SHAREDREP_HH_DIR, then the hub, then the fixture
+    hub_dataset: str = "Anthropic/hh-rlhf"
+    allow_hub: bool = True
+    allow_fixture: bool = True
+    single_turn_only: bool = True
+    eval_fraction: float = 0.2  # hash split share of held-out prompts when there is no separate train file
+    max_prompt_chars: int = 2000
+    max_response_chars: int = 2000
+    n_sft: int = 0  # 0 = all train dialogues
+    n_preference_prompts: int = 10_000
+    n_grpo_prompts: int = 0  # 0 = the preference prompts
+    n_eval_prompts: int = 2_000
+
+
+@dataclass
+class TinyPolicyConfig:
+    """A randomly initialised Llama with a BPE tokenizer trained on HH text (smoke profile only)."""
+
+    vocab_size: int = 4096
+    hidden_size: int = 64
+    intermediate_size: int = 256
+    num_hidden_layers: int = 2
+    num_attention_heads: int = 4
+    max_position_embeddings: int = 512
+
+
+@dataclass
+class PolicyConfig:
+    model: str = "TinyLlama/TinyLlama-1.1B-Chat-v1.0"  # hub id, local path, or "build:tiny-llama"
+    tiny: TinyPolicyConfig = field(default_factory=TinyPolicyConfig)
+    chat_template: str | None = None  # used only when the tokenizer has none
+    trust_remote_code: bool = False
+
+
+@dataclass
+class SFTStageConfig:
+    learning_rate: float = 2e-5
+    num_train_epochs: float = 1.0
+    max_steps: int = -1
+    per_device_train_batch_size: int = 8
+    gradient_accumulation_steps: int = 1
+    max_length: int = 512
+    trainer_kwargs: dict[str, Any] = field(default_factory=dict)  # passed to TRL's SFTConfig as is
+
+
+@dataclass
+class GenerationConfig:
+    """Sampling the two responses per prompt that the gold scorers rank."""
+
+    max_new_tokens: int = 256
+    temperature: float = 1.0
+    top_p: float = 1.0
+    batch_size: int = 16
+
+
+@dataclass
+class TraitConfig:
+    kind: str = "sequence_classifier"  # see gold.TRAIT_KINDS
+    model: str = ""  # hub id, local path or "pkg:<module>" for a model shipped by a Python package
+    text_format: str = "{dialogue}\n\nAssistant: {response}"
+    max_length: int = 1024
+    batch_size: int = 16
+
+
+@dataclass
+class GoldConfig:
+    traits: dict[str, TraitConfig] = field(default_factory=dict)
+    groups: dict[str, dict[str, float]] = field(default_factory=dict)  # group -> trait weights
+    minority_group: str = "minority"
+
+
+@dataclass
+class HeadConfig:
+    learning_rate: float = 5e-4
+    num_epochs: int = 3
+    batch_size: int = 16
+    tanh: bool = True
+
+
+@dataclass
+class RewardModelConfig:
+    backbone: str = "gpt2-large"
+    pooling: str = "last"  # last (non-pad token), cls, mean
+    max_length: int = 512
+    batch_size: int = 32
+    text_format: str = "{dialogue}\n\nAssistant: {response}"
+    test_fraction: float = 0.1
+    methods: list[str] = field(default_factory=lambda: list(METHODS))
+    ks: list[int] = field(default_factory=lambda: [2, 16])
+    maxmin: HeadConfig = field(default_factory=lambda: HeadConfig(learning_rate=5e-5, tanh=False))
+    sharedrep: HeadConfig = field(default_factory=HeadConfig)
+    uniform: HeadConfig = field(default_factory=lambda: HeadConfig(learning_rate=5e-5, tanh=False))
+
+
+@dataclass
+class GRPOStageConfig:
+    learning_rate: float = 1e-5
+    num_train_epochs: float = 2.0
+    max_steps: int = -1
+    per_device_train_batch_size: int = 4
+    gradient_accumulation_steps: int = 1
+    num_generations: int = 2
+    beta: float = 0.05
+    max_completion_length: int = 256
+    temperature: float = 1.0
+    logging_steps: int = 10
+    trainer_kwargs: dict[str, Any] = field(default_factory=dict)  # passed to TRL's GRPOConfig as is
+
+
+@dataclass
+class EvaluationConfig:
+    max_new_tokens: int = 256
+    batch_size: int = 16
+    do_sample: bool = False
+
+
+@dataclass
+class SweepConfig:
+    seeds: list[int] = field(default_factory=lambda: [42])
+    proportions: list[float] = field(default_factory=lambda: [0.1])
+    evaluate_sft: bool = True  # also evaluate the SFT policy as a no-RLHF reference
+
+
+@dataclass
+class Config:
+    profile: str = "smoke"
+    run_dir: str = ""  # empty = runs/<profile>
+    seed: int = 0  # seed of the once-per-profile stages (SFT, response sampling); sweep seeds drive the rest
+    device: str = "auto"  # auto, cpu, cuda
+    data: DataConfig = field(default_factory=DataConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    sft: SFTStageConfig = field(default_factory=SFTStageConfig)
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+    gold: GoldConfig = field(default_factory=GoldConfig)
+    reward_model: RewardModelConfig = field(default_factory=RewardModelConfig)
+    grpo: GRPOStageConfig = field(default_factory=GRPOStageConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    sweep: SweepConfig = field(default_factory=SweepConfig)
+
+    @property
+    def run_path(self) -> Path:
+        return Path(self.run_dir or Path("runs") / self.profile)
+
+    def hh_dir(self) -> str | None:
+        return self.data.hh_dir or os.environ.get(HH_DIR_ENV) or None
+
+    def policy_methods(self) -> list[str]:
+        """Names of the reward-model-driven policies: maxmin, sharedrep-k<K> per K, uniform."""
+        names = []
+        for method in self.reward_model.methods:
+            if method == "sharedrep":
+                names += [f"sharedrep-k{k}" for k in self.reward_model.ks]
+            else:
+                names.append(method)
+        return names
+
+
+def available_profiles() -> list[str]:
+    return sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))
+
+
+def load_config(profile: str = "smoke", overrides: dict[str, Any] | None = None) -> Config:
+    """The profile's YAML, then `overrides` ({"grpo.beta": 0.1, ...}), validated."""
+    path = Path(profile)
+    if not path.suffix:
+        if profile not in available_profiles():
+            raise ConfigError(
+                f"Unknown profile {profile!r}; allowed: {', '.join(available_profiles())} or a path to a YAML file."
+            )
+        path = PROFILE_DIR / f"{profile}.yaml"
+    elif not path.is_file():
+        raise ConfigError(f"Profile file {profile!r} does not exist.")
+    raw = yaml.safe_load(path.read_text()) or {}
+    raw.setdefault("profile", path.stem)
+    for key, value in (overrides or {}).items():
+        _set_dotted(raw, key, value)
+    cfg = _build(Config, raw, "")
+    validate(cfg)
+    return cfg
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """`key.sub=value` with the value read as YAML (numbers, lists, booleans)."""
+    if "=" not in text:
+        raise ConfigError(f"Override {text!r} is not of the form key.sub=value.")
+    key, value = text.split("=", 1)
+    return key.strip(), yaml.safe_load(value)
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def _set_dotted(raw: dict, key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = raw
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"Override {key!r}: {part!r} is a value, not a section.")
+    node[parts[-1]] = value
+
+
+def _build(cls: type, raw: Any, where: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where or 'the profile'} must be a mapping, got {raw!r}.")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in raw.items():
+        if key not in names:
+            near = difflib.get_close_matches(key, names, n=1)
+            hint = f" Did you mean {where}{near[0]!r}?" if near else f" Allowed: {', '.join(names)}."
+            raise ConfigError(f"Unknown parameter {where}{key!r}.{hint}")
+        kwargs[key] = _coerce(hints[key], value, f"{where}{key}")
+    return cls(**kwargs)
+
+
+def _coerce(tp: Any, value: Any, name: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, name + ".")
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        return _coerce(next(a for a in args if a is not type(None)), value, name)
+    if origin is list:
+        items = value if isinstance(value, list) else [value]
+        return [_coerce(args[0], v, f"{name}[{i}]") for i, v in enumerate(items)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{name} must be a mapping, got {value!r}.")
+        return {str(k): _coerce(args[1], v, f"{name}.{k}") for k, v in value.items()}
+    if tp is Any:
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{name} must be true or false, got {value!r}.")
+        return value
+    if tp in (int, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise ConfigError(f"{name} must be a number, got {value!r}.")
+        try:
+            number = tp(value)
+        except ValueError:
+            raise ConfigError(f"{name} must be a number, got {value!r}.") from None
+        if tp is int and number != float(value):
+            raise ConfigError(f"{name} must be a whole number, got {value!r}.")
+        return number
+    if tp is str:
+        if not isinstance(value, (str, int, float)):
+            raise ConfigError(f"{name} must be text, got {value!r}.")
+        return str(value)
+    return value
+
+
+def validate(cfg: Config) -> None:
+    """Checks that need more than a type: ranges, names, weights."""
+    from .gold import TRAIT_KINDS  # local: gold imports heavy libraries lazily, this stays cheap
+
+    if cfg.device not in ("auto", "cpu", "cuda"):
+        raise ConfigError(f"device {cfg.device!r} is not one of auto, cpu, cuda.")
+    sweep = cfg.sweep
+    if not sweep.seeds:
+        raise ConfigError("sweep.seeds is empty; give at least one seed, e.g. --seeds 42.")
+    if not sweep.proportions:
+        raise ConfigError("sweep.proportions is empty; give at least one, e.g. --proportions 0.1.")
+    for p in sweep.proportions:
+        if not 0 < p < 1:
+            raise ConfigError(f"Minority proportion {p} is outside (0, 1).")
+    rm = cfg.reward_model
+    for method in rm.methods:
+        if method not in METHODS:
+            raise ConfigError(f"Unknown reward-model method {method!r}; allowed: {', '.join(METHODS)}.")
+    if "sharedrep" in rm.methods and not rm.ks:
+        raise ConfigError("reward_model.ks is empty; SharedRep needs at least one K, e.g. --ks 2.")
+    for k in rm.ks:
+        if k < 1:
+            raise ConfigError(f"SharedRep rank K={k} is not allowed; K must be at least 1.")
+    if rm.pooling not in ("last", "cls", "mean"):
+        raise ConfigError(f"reward_model.pooling {rm.pooling!r} is not one of last, cls, mean.")
+    if not 0 < cfg.data.eval_fraction < 1:
+        raise ConfigError(f"data.eval_fraction {cfg.data.eval_fraction} is outside (0, 1).")
+    if not 0 < rm.test_fraction < 1:
+        raise ConfigError(f"reward_model.test_fraction {rm.test_fraction} is outside (0, 1).")
+    gold = cfg.gold
+    if not gold.traits:
+        raise ConfigError("gold.traits is empty; the profile must name at least one gold scorer.")
+    for name, trait in gold.traits.items():
+        if trait.kind not in TRAIT_KINDS:
+            raise ConfigError(f"gold.traits.{name}.kind {trait.kind!r} is not one of {', '.join(sorted(TRAIT_KINDS))}.")
+    if len(gold.groups) < 2:
+        raise ConfigError(f"gold.groups names {len(gold.groups)} group(s); at least 2 are needed.")
+    if gold.minority_group not in gold.groups:
+        raise ConfigError(
+            f"gold.minority_group {gold.minority_group!r} is not one of the groups {', '.join(gold.groups)}."
+        )
+    for group, weights in gold.groups.items():
+        for trait, weight in weights.items():
+            if trait not in gold.traits:
+                raise ConfigError(f"Group {group!r} weights trait {trait!r}; known traits: {', '.join(gold.traits)}.")
+            if weight < 0:
+                raise ConfigError(f"Group {group!r} gives trait {trait!r} a negative weight {weight}.")
+        total = sum(weights.values())
+        if abs(total - 1.0) > 1e-6:
+            raise ConfigError(f"Group {group!r} weights sum to {total:g}; they must sum to 1.")
+    hh_dir = cfg.hh_dir()
+    if hh_dir and not Path(hh_dir).is_dir():
+        raise ConfigError(f"HH data directory {hh_dir!r} does not exist (from data.hh_dir or ${HH_DIR_ENV}).")

@@ -1,0 +1,141 @@
+"""Gold scorers (one per trait) and group scores (weights · traits).
+
+Paper profile: the Ray2333 GPT-2-large helpful and harmless reward models, reading each dialogue in
+the HH format they were trained on. Smoke profile: real scorers that packages ship with their
+weights: prompt–response relevance from all-MiniLM-L6-v2 and 1 − P(offensive) from alt-profanity-check.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from .config import GoldConfig, TraitConfig
+from .hh_data import clean_response, format_prompt, format_scored_text, last_user_turn
+from .hub import loading, resolve_model
+from .text_batches import length_sorted_batches
+
+Scorer = Callable[[list[str], list[str]], np.ndarray]
+
+
+def _sequence_classifier(trait: TraitConfig, device: str) -> Scorer:
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    path = resolve_model(trait.model)
+    with loading(trait.model):
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForSequenceClassification.from_pretrained(path).to(device).eval()
+    if tokenizer.pad_token is None:  # GPT-2 reward models: pad with eos, the model finds the last real token
+        tokenizer.pad_token = tokenizer.eos_token
+    model.config.pad_token_id = tokenizer.pad_token_id
+    tokenizer.padding_side = "right"
+
+    @torch.inference_mode()
+    def score(prompts: list[str], responses: list[str]) -> np.ndarray:
+        texts = [format_scored_text(trait.text_format, p, r) for p, r in zip(prompts, responses, strict=True)]
+        out = np.zeros(len(texts))
+        for idx, batch in length_sorted_batches(tokenizer, texts, trait.batch_size, trait.max_length):
+            logits = model(**batch.to(device)).logits[:, 0]
+            out[idx] = logits.float().cpu().numpy()
+        return out
+
+    return score
+
+
+def _embedding_relevance(trait: TraitConfig, device: str) -> Scorer:
+    """Cosine similarity of the last human turn and the response, in a sentence-embedding space."""
+    from sentence_transformers import SentenceTransformer
+
+    with loading(trait.model):
+        model = SentenceTransformer(resolve_model(trait.model), device=device)
+    model.max_seq_length = trait.max_length
+
+    def score(prompts: list[str], responses: list[str]) -> np.ndarray:
+        questions = [last_user_turn(p) for p in prompts]
+        kwargs = {"batch_size": trait.batch_size, "normalize_embeddings": True, "convert_to_numpy": True}
+        q = model.encode(questions, **kwargs)
+        r = model.encode([x if x.strip() else " " for x in responses], **kwargs)
+        return (q * r).sum(axis=1).astype(np.float64)
+
+    return score
+
+
+def _non_offensive(trait: TraitConfig, device: str) -> Scorer:
+    """1 − P(offensive) of the response, from alt-profanity-check's shipped classifier."""
+    from profanity_check import predict_prob
+
+    def score(prompts: list[str], responses: list[str]) -> np.ndarray:
+        return 1.0 - np.asarray(predict_prob(list(responses)), dtype=np.float64)
+
+    return score
+
+
+def _sentiment(trait: TraitConfig, device: str) -> Scorer:
+    """VADER compound sentiment of the response, in [-1, 1]."""
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+    analyzer = SentimentIntensityAnalyzer()
+
+    def score(prompts: list[str], responses: list[str]) -> np.ndarray:
+        return np.array([analyzer.polarity_scores(r)["compound"] for r in responses], dtype=np.float64)
+
+    return score
+
+
+TRAIT_KINDS: dict[str, Callable[[TraitConfig, str], Scorer]] = {
+    "sequence_classifier": _sequence_classifier,
+    "embedding_relevance": _embedding_relevance,
+    "non_offensive": _non_offensive,
+    "sentiment": _sentiment,
+}
+
+
+class GoldScorer:
+    """All traits of a profile, each model loaded once."""
+
+    def __init__(self, gold: GoldConfig, device: str = "cpu"):
+        self.gold = gold
+        self.scorers = {name: TRAIT_KINDS[t.kind](t, device) for name, t in gold.traits.items()}
+
+    def traits(self, prompts: list[str], responses: list[str]) -> dict[str, np.ndarray]:
+        return {name: scorer(prompts, responses) for name, scorer in self.scorers.items()}
+
+    def groups(self, traits: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return group_scores(traits, self.gold.groups)
+
+
+def group_scores(traits: dict[str, np.ndarray], groups: dict[str, dict[str, float]]) -> dict[str, np.ndarray]:
+    """Each group's score: its weights · the gold traits."""
+    return {
+        group: sum(weight * np.asarray(traits[trait]) for trait, weight in weights.items())
+        for group, weights in groups.items()
+    }
+
+
+class GoldMinReward:
+    """GRPO reward for the gold (oracle) policy: min over groups of the gold group scores."""
+
+    __name__ = "gold_min_over_groups"
+
+    def __init__(self, scorer: GoldScorer):
+        self.scorer = scorer
+
+    def __call__(self, prompts, completions, **kwargs) -> list[float]:
+        hh_prompts, responses = chat_to_hh(prompts, completions)
+        groups = self.scorer.groups(self.scorer.traits(hh_prompts, responses))
+        return np.min(np.stack(list(groups.values())), axis=0).tolist()
+
+
+def chat_to_hh(prompts, completions) -> tuple[list[str], list[str]]:
+    """TRL's conversational (prompt messages, completion messages) as (HH prompt, response text)."""
+    hh_prompts, responses = [], []
+    for prompt, completion in zip(prompts, completions, strict=True):
+        if isinstance(prompt, str):
+            hh_prompts.append(prompt)
+            responses.append(clean_response(completion))
+            continue
+        hh_prompts.append(format_prompt([(m["role"], m["content"]) for m in prompt]))
+        responses.append(clean_response(completion[-1]["content"]) if completion else "")
+    return hh_prompts, responses

@@ -1,0 +1,112 @@
+"""Stage 4 (per policy): GRPO from the SFT policy with TRL's GRPOTrainer.
+
+Reward = min over groups: of the learned group heads (maxmin, sharedrep-k<K>, uniform: one
+backbone pass per batch for all heads), or of the gold group scores for the `gold` oracle policy.
+Output: the policy's stage directory with model/ and training_log.json.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+
+from ..config import Config, ConfigError
+from ..gold import GoldMinReward, GoldScorer
+from ..hh_data import load_hh, take, to_messages
+from ..policy import load_tokenizer, pick_device
+from ..reward_models import MinOverGroupsReward
+from ..runs import is_done, policy_dir, read_manifest, require, rm_dir, sft_dir, stage_output
+from ..training import trainer_arguments
+from . import command_line
+
+
+def check_method(cfg: Config, method: str) -> None:
+    allowed = ["gold", *cfg.policy_methods()]
+    if method not in allowed:
+        raise ConfigError(f"Unknown policy method {method!r}; allowed: {', '.join(allowed)}.")
+
+
+def params(cfg: Config, seed: int, proportion: float | None, method: str) -> dict:
+    check_method(cfg, method)
+    upstream = (
+        {"gold": {"traits": {n: asdict(t) for n, t in cfg.gold.traits.items()}, "groups": cfg.gold.groups}}
+        if method == "gold"
+        else {"rm": require(rm_dir(cfg.run_path, seed, proportion), "03_reward_models")["params_hash"]}
+    )
+    return {
+        "sft": require(sft_dir(cfg.run_path), "01_sft")["params_hash"],
+        **upstream,
+        "grpo": asdict(cfg.grpo),
+        "n_grpo_prompts": cfg.data.n_grpo_prompts or cfg.data.n_preference_prompts,
+        "method": method,
+        "seed": seed,
+        "proportion": None if method == "gold" else proportion,
+    }
+
+
+def reward_function(cfg: Config, seed: int, proportion: float | None, method: str, device: str):
+    if method == "gold":
+        return GoldMinReward(GoldScorer(cfg.gold, device))
+    return MinOverGroupsReward(rm_dir(cfg.run_path, seed, proportion) / method, cfg.reward_model, device)
+
+
+def main(cfg: Config, seed: int, proportion: float | None, method: str) -> list[dict]:
+    """Trains the policy (unless done); returns TRL's log history."""
+    from datasets import Dataset
+    from trl import GRPOConfig, GRPOTrainer
+
+    if method == "gold":
+        proportion = None
+    out, p = policy_dir(cfg.run_path, seed, proportion, method), params(cfg, seed, proportion, method)
+    if is_done(out, p):
+        print(f"[grpo] already done: {out}")
+        return read_manifest(out)["log_history"]
+    device = pick_device(cfg)
+    data = load_hh(cfg.data, cfg.hh_dir())
+    prompts = take(data.train, cfg.data.n_grpo_prompts or cfg.data.n_preference_prompts)
+    dataset = Dataset.from_list([{"prompt": to_messages(e.prompt), "prompt_id": e.prompt_id} for e in prompts])
+    sft_model = sft_dir(cfg.run_path) / "model"
+    tokenizer = load_tokenizer(sft_model, cfg.policy)
+    g = cfg.grpo
+    with stage_output(out, "grpo", p, seed=seed) as stage:
+        args = GRPOConfig(
+            **trainer_arguments(device, seed, stage["path"] / "trainer", g.trainer_kwargs),
+            learning_rate=g.learning_rate,
+            num_train_epochs=g.num_train_epochs,
+            max_steps=g.max_steps,
+            per_device_train_batch_size=g.per_device_train_batch_size,
+            gradient_accumulation_steps=g.gradient_accumulation_steps,
+            num_generations=g.num_generations,
+            beta=g.beta,
+            max_completion_length=g.max_completion_length,
+            temperature=g.temperature,
+            logging_steps=g.logging_steps,
+            model_init_kwargs={"trust_remote_code": cfg.policy.trust_remote_code},
+        )
+        trainer = GRPOTrainer(
+            model=str(sft_model),  # a path, so TRL can build the reference model from it
+            reward_funcs=[reward_function(cfg, seed, proportion, method, device)],
+            args=args,
+            train_dataset=dataset,
+            processing_class=tokenizer,
+        )
+        trainer.train()
+        trainer.save_model(str(stage["path"] / "model"))
+        tokenizer.save_pretrained(str(stage["path"] / "model"))
+        (stage["path"] / "training_log.json").write_text(json.dumps(trainer.state.log_history, indent=2))
+        stage["extra"].update(log_history=trainer.state.log_history, n_prompts=len(prompts))
+    return read_manifest(out)["log_history"]
+
+
+if __name__ == "__main__":
+    import argparse
+
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--method", required=True)
+    known, rest = pre.parse_known_args()
+    if known.method == "gold":
+        command_line(lambda cfg, seed: main(cfg, seed, None, "gold"), rest, seed=int)
+    else:
+        command_line(
+            lambda cfg, seed, proportion: main(cfg, seed, proportion, known.method), rest, seed=int, proportion=float
+        )

@@ -1,0 +1,40 @@
+"""Stage 2b (per seed × proportion): annotator groups and chosen/rejected pairs from gold scores.
+Output: seed<S>/prop<P>/preferences/preferences.parquet (chosen, rejected, group, group_id)."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from ..config import Config
+from ..groups import build_preferences
+from ..runs import is_done, preferences_dir, require, responses_dir, stage_output
+from . import command_line
+
+
+def params(cfg: Config, seed: int, proportion: float) -> dict:
+    return {
+        "responses": require(responses_dir(cfg.run_path), "02_preference_data (responses)")["params_hash"],
+        "groups": cfg.gold.groups,
+        "minority_group": cfg.gold.minority_group,
+        "seed": seed,
+        "proportion": proportion,
+    }
+
+
+def main(cfg: Config, seed: int, proportion: float) -> pd.DataFrame:
+    out, p = preferences_dir(cfg.run_path, seed, proportion), params(cfg, seed, proportion)
+    if is_done(out, p):
+        print(f"[preferences] already done: {out}")
+        return pd.read_parquet(out / "preferences.parquet")
+    responses = pd.read_parquet(responses_dir(cfg.run_path) / "responses.parquet")
+    pairs, counts = build_preferences(
+        responses, list(cfg.gold.traits), cfg.gold.groups, cfg.gold.minority_group, proportion, seed
+    )
+    with stage_output(out, "preferences", p, seed=seed) as stage:
+        pairs.to_parquet(stage["path"] / "preferences.parquet", index=False)
+        stage["extra"].update(counts=counts)
+    return pairs
+
+
+if __name__ == "__main__":
+    command_line(main, seed=int, proportion=float)

@@ -1,0 +1,76 @@
+"""Stage 2a (once per profile): two sampled responses per training prompt from the SFT policy,
+each scored by every gold trait. Output: responses/responses.parquet."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import pandas as pd
+
+from ..config import Config
+from ..gold import GoldScorer
+from ..groups import disagreement
+from ..hh_data import load_hh, take
+from ..policy import generate, load_policy, pick_device
+from ..runs import is_done, require, responses_dir, sft_dir, stage_output
+from . import command_line
+
+
+def params(cfg: Config) -> dict:
+    return {
+        "sft": require(sft_dir(cfg.run_path), "01_sft")["params_hash"],
+        "n_preference_prompts": cfg.data.n_preference_prompts,
+        "generation": asdict(cfg.generation),
+        "traits": {name: asdict(t) for name, t in cfg.gold.traits.items()},
+        "seed": cfg.seed,
+    }
+
+
+def main(cfg: Config) -> pd.DataFrame:
+    out, p = responses_dir(cfg.run_path), params(cfg)
+    if is_done(out, p):
+        print(f"[responses] already done: {out}")
+        return pd.read_parquet(out / "responses.parquet")
+    device = pick_device(cfg)
+    data = load_hh(cfg.data, cfg.hh_dir())
+    prompts = take(data.train, cfg.data.n_preference_prompts)
+    model, tokenizer = load_policy(sft_dir(cfg.run_path) / "model", cfg.policy, device)
+    gen = cfg.generation
+    samples = generate(
+        model,
+        tokenizer,
+        [e.prompt for e in prompts],
+        max_new_tokens=gen.max_new_tokens,
+        batch_size=gen.batch_size,
+        do_sample=True,
+        temperature=gen.temperature,
+        top_p=gen.top_p,
+        num_return_sequences=2,
+        seed=cfg.seed,
+    )
+    del model
+    table = pd.DataFrame(
+        {
+            "prompt_id": [e.prompt_id for e in prompts],
+            "prompt": [e.prompt for e in prompts],
+            "response_0": [s[0] for s in samples],
+            "response_1": [s[1] for s in samples],
+        }
+    )
+    scorer = GoldScorer(cfg.gold, device)
+    for i in (0, 1):
+        for trait, values in scorer.traits(list(table["prompt"]), list(table[f"response_{i}"])).items():
+            table[f"{trait}_{i}"] = values
+    with stage_output(out, "responses", p, seed=cfg.seed) as stage:
+        table.to_parquet(stage["path"] / "responses.parquet", index=False)
+        stage["extra"].update(
+            n_prompts=len(table),
+            group_disagreement=disagreement(table, list(cfg.gold.traits), cfg.gold.groups),
+            identical_pairs=int((table["response_0"] == table["response_1"]).sum()),
+            data_warning=data.warning,
+        )
+    return table
+
+
+if __name__ == "__main__":
+    command_line(main)

@@ -1,0 +1,89 @@
+"""Stage 1: supervised fine-tuning of the chat policy on HH chosen dialogues (TRL SFTTrainer).
+
+Rows are conversational prompt/completion pairs, so TRL's completion-only loss trains on the
+assistant's reply alone (assistant-only loss for single-turn dialogues).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from ..config import Config
+from ..hh_data import load_hh, take, to_messages
+from ..policy import TINY, build_tiny_policy, load_tokenizer, pick_device
+from ..runs import is_done, read_manifest, sft_dir, stage_output
+from ..training import trainer_arguments
+from . import command_line
+
+
+def params(cfg: Config) -> dict:
+    data = asdict(cfg.data)
+    return {
+        "data": data,
+        "hh_dir": cfg.hh_dir(),
+        "policy": asdict(cfg.policy),
+        "sft": asdict(cfg.sft),
+        "seed": cfg.seed,
+    }
+
+
+def sft_dataset(examples):
+    from datasets import Dataset
+
+    return Dataset.from_list(
+        [
+            {"prompt": to_messages(e.prompt), "completion": [{"role": "assistant", "content": e.chosen}]}
+            for e in examples
+        ]
+    )
+
+
+def main(cfg: Config) -> dict:
+    from trl import SFTConfig, SFTTrainer
+
+    out, p = sft_dir(cfg.run_path), params(cfg)
+    if is_done(out, p):
+        print(f"[sft] already done: {out}")
+        return read_manifest(out)
+    data = load_hh(cfg.data, cfg.hh_dir())
+    examples = take(data.train, cfg.data.n_sft)
+    device = pick_device(cfg)
+    with stage_output(out, "sft", p, seed=cfg.seed) as stage:
+        model_path = cfg.policy.model
+        if model_path == TINY:
+            texts = [e.prompt + "\n\n" + e.chosen for e in data.train]
+            model_path = str(build_tiny_policy(cfg.policy, texts, stage["path"] / "init", cfg.seed))
+        tokenizer = load_tokenizer(model_path, cfg.policy)
+        args = SFTConfig(
+            **trainer_arguments(device, cfg.seed, stage["path"] / "trainer", cfg.sft.trainer_kwargs),
+            learning_rate=cfg.sft.learning_rate,
+            num_train_epochs=cfg.sft.num_train_epochs,
+            max_steps=cfg.sft.max_steps,
+            per_device_train_batch_size=cfg.sft.per_device_train_batch_size,
+            gradient_accumulation_steps=cfg.sft.gradient_accumulation_steps,
+            max_length=cfg.sft.max_length,
+            completion_only_loss=True,
+            logging_steps=max(1, len(examples) // cfg.sft.per_device_train_batch_size // 10),
+            model_init_kwargs={"trust_remote_code": cfg.policy.trust_remote_code},
+        )
+        trainer = SFTTrainer(
+            model=model_path, args=args, train_dataset=sft_dataset(examples), processing_class=tokenizer
+        )
+        result = trainer.train()
+        trainer.save_model(str(stage["path"] / "model"))
+        tokenizer.save_pretrained(str(stage["path"] / "model"))
+        stage["extra"].update(
+            data_source=data.source,
+            data_warning=data.warning,
+            skipped_rows=dict(data.skipped),
+            n_train_dialogues=len(examples),
+            n_train_available=len(data.train),
+            n_heldout_available=len(data.test),
+            train_loss=result.training_loss,
+            log_history=trainer.state.log_history,
+        )
+    return read_manifest(out)
+
+
+if __name__ == "__main__":
+    command_line(main)

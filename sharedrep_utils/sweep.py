@@ -1,0 +1,148 @@
+"""The sweep: the numbered notebooks run with papermill, in dependency order, once per parameter
+combination that each stage needs, skipping every stage whose manifest says it is already done.
+
+SFT once; responses once (inside the first 02 run); preferences and reward models per seed ×
+proportion; GRPO and evaluation per policy; results once. Executed notebooks land in
+`<run_dir>/notebooks/`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .config import Config
+from .runs import (
+    eval_file,
+    is_done,
+    notebooks_dir,
+    policy_dir,
+    policy_id,
+    preferences_dir,
+    prop_name,
+    responses_dir,
+    results_dir,
+    rm_dir,
+    sft_dir,
+)
+from .stages import evaluate, grpo, preferences, responses, results, reward_models, sft
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+
+
+@dataclass
+class Step:
+    notebook: str
+    label: str
+    parameters: dict[str, Any]
+    done: Callable[[], bool]
+
+
+def _done(target: Path, make_params: Callable[[], dict]) -> Callable[[], bool]:
+    """A check run just before the step: upstream manifests exist by then (or the step runs)."""
+
+    def check() -> bool:
+        try:
+            return is_done(target, make_params())
+        except FileNotFoundError:
+            return False
+
+    return check
+
+
+def plan(cfg: Config, base: dict[str, Any]) -> list[Step]:
+    """Every notebook execution of the sweep, in dependency order. `base` goes to every notebook."""
+    run = cfg.run_path
+    steps = [Step("01_sft", "01_sft", base, _done(sft_dir(run), lambda: sft.params(cfg)))]
+    seeds, props = cfg.sweep.seeds, cfg.sweep.proportions
+    for seed in seeds:
+        for prop in props:
+            params = {**base, "seed": seed, "proportion": prop}
+            tag = f"seed{seed}-{prop_name(prop)}"
+
+            def prefs_done(seed=seed, prop=prop) -> bool:
+                return (
+                    _done(responses_dir(run), lambda: responses.params(cfg))()
+                    and _done(preferences_dir(run, seed, prop), lambda: preferences.params(cfg, seed, prop))()
+                )
+
+            steps.append(Step("02_preference_data", f"02_preference_data-{tag}", params, prefs_done))
+    for seed in seeds:
+        for prop in props:
+            steps.append(
+                Step(
+                    "03_reward_models",
+                    f"03_reward_models-seed{seed}-{prop_name(prop)}",
+                    {**base, "seed": seed, "proportion": prop},
+                    _done(rm_dir(run, seed, prop), lambda s=seed, p=prop: reward_models.params(cfg, s, p)),
+                )
+            )
+    policies = results.planned_policies(cfg)
+    for seed, prop, method in policies:
+        if method == "sft":
+            continue
+        steps.append(
+            Step(
+                "04_grpo",
+                f"04_grpo-{policy_id(seed, prop, method)}",
+                {**base, "seed": seed, "proportion": prop, "method": method},
+                _done(policy_dir(run, seed, prop, method), lambda s=seed, p=prop, m=method: grpo.params(cfg, s, p, m)),
+            )
+        )
+    for seed, prop, method in policies:
+        pid = policy_id(seed, prop, method)
+        steps.append(
+            Step(
+                "05_evaluate",
+                f"05_evaluate-{pid}",
+                {**base, "seed": seed, "proportion": prop, "method": method},
+                _done(eval_file(run, pid), lambda s=seed, p=prop, m=method: evaluate.params(cfg, s, p, m)),
+            )
+        )
+    steps.append(Step("06_results", "06_results", base, _done(results_dir(run), lambda: results.params(cfg))))
+    return steps
+
+
+def run_sweep(
+    cfg: Config,
+    overrides: dict[str, Any],
+    notebooks: Path = NOTEBOOKS,
+    kernel: str = "python3",
+    log: Callable[[str], None] = print,
+) -> list[tuple[str, str, float]]:
+    """Execute the plan; returns (label, "ran" | "skipped", seconds) per step.
+
+    A failing notebook stops the sweep with its executed copy (error included) left in
+    `<run_dir>/notebooks/` for a person to read.
+    """
+    import papermill as pm
+
+    out_dir = notebooks_dir(cfg.run_path)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    base = {"profile": cfg.profile, "overrides": {**overrides, "run_dir": str(cfg.run_path.resolve())}}
+    steps = plan(cfg, base)
+    report = []
+    sweep_start = time.time()
+    for i, step in enumerate(steps, 1):
+        prefix = f"[{i}/{len(steps)}] {step.label}"
+        if step.done():
+            log(f"{prefix}: done already, skipped")
+            report.append((step.label, "skipped", 0.0))
+            continue
+        log(f"{prefix}: running ...")
+        start = time.time()
+        pm.execute_notebook(
+            str(notebooks / f"{step.notebook}.ipynb"),
+            str(out_dir / f"{step.label}.ipynb"),
+            parameters=step.parameters,
+            kernel_name=kernel,
+            progress_bar=False,
+            cwd=str(notebooks),
+        )
+        seconds = time.time() - start
+        log(f"{prefix}: finished in {seconds:.1f}s (total {time.time() - sweep_start:.0f}s)")
+        report.append((step.label, "ran", seconds))
+    return report

@@ -1,0 +1,41 @@
+"""Arguments shared by the TRL trainers (SFT, GRPO): device, precision, logging, seeds."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+_GPU_ONLY = ("bf16", "fp16", "tf32", "activation_checkpointing", "gradient_checkpointing")
+
+# TRL 1.16 still calls transformers' deprecated gradient_checkpointing_* aliases on every step;
+# the warning is theirs, not actionable here, and floods the executed notebooks.
+warnings.filterwarnings("ignore", message=r".*gradient_checkpointing.* is deprecated", category=FutureWarning)
+
+
+def trainer_arguments(device: str, seed: int, output_dir: Path, extra: dict[str, Any]) -> dict[str, Any]:
+    """Keyword arguments for a TRL *Config: the profile's `trainer_kwargs` plus what every stage sets.
+
+    On a CPU, GPU-only options (bf16, fp16, tf32, gradient checkpointing) are dropped with one line
+    saying so; TRL turns bf16 on by default, which a CPU cannot run.
+    """
+    kwargs = dict(extra)
+    if device == "cpu":
+        dropped = [k for k in _GPU_ONLY if kwargs.pop(k, False)]
+        if dropped:
+            print(f"[sharedrep] CPU run: ignoring GPU-only options {', '.join(dropped)}.")
+        kwargs.update(use_cpu=True, bf16=False, fp16=False)
+    elif "bf16" not in kwargs and "fp16" not in kwargs:
+        kwargs["bf16"] = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    return {
+        "output_dir": str(output_dir),
+        "seed": seed,
+        "data_seed": seed,
+        "report_to": "none",
+        "save_strategy": "no",
+        "disable_tqdm": True,
+        "dataloader_num_workers": 0,
+        **kwargs,
+    }
