@@ -105,7 +105,9 @@ class HeadConfig:
     learning_rate: float = 5e-4
     num_epochs: int = 3
     batch_size: int = 16
-    tanh: bool = True
+    tanh: bool = True  # squash rewards with tanh inside the loss (upstream: SharedRep only)
+    center_rewards_coefficient: float = 0.0  # TRL's term coefficient · mean((r_c + r_r)²); 0 = off
+    simplex_mixing: bool = False  # SharedRep only: mixing weights on the simplex (paper's theory)
 
 
 @dataclass
@@ -170,7 +172,12 @@ class Config:
 
     @property
     def run_path(self) -> Path:
-        return Path(self.run_dir or Path("runs") / self.profile)
+        """run_dir, or runs/<profile> at the checkout's root (so notebooks/ and the shell agree)."""
+        if self.run_dir:
+            return Path(self.run_dir)
+        checkout = Path(__file__).resolve().parents[1]
+        base = checkout if (checkout / "notebooks").is_dir() else Path.cwd()
+        return base / "runs" / self.profile
 
     def hh_dir(self) -> str | None:
         return self.data.hh_dir or os.environ.get(HH_DIR_ENV) or None

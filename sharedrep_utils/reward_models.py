@@ -28,16 +28,32 @@ from .hub import loading, resolve_model
 from .text_batches import length_sorted_batches
 
 
-class GroupHeads(nn.Module):
-    """Rewards for U groups from features: (N, d) -> (N, U). Uniform has U = 1 (shared by everyone)."""
+class SimplexMixing(nn.Module):
+    """Per-group mixing weights on the simplex (softmax of free logits), as in the paper's theory."""
 
-    def __init__(self, method: str, dim: int, n_groups: int, k: int | None = None):
+    def __init__(self, k: int, n_groups: int):
         super().__init__()
-        self.method, self.dim, self.n_groups, self.k = method, dim, n_groups, k
+        self.logits = nn.Parameter(torch.zeros(n_groups, k))
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return h @ torch.softmax(self.logits, dim=1).T
+
+
+class GroupHeads(nn.Module):
+    """Rewards for U groups from features: (N, d) -> (N, U). Uniform has U = 1 (shared by everyone).
+
+    SharedRep's mixing is a free Linear(K, U, bias=False) as in the upstream code, or weights on the
+    simplex with `simplex=True` as in the paper's theory.
+    """
+
+    def __init__(self, method: str, dim: int, n_groups: int, k: int | None = None, simplex: bool = False):
+        super().__init__()
+        self.method, self.dim, self.n_groups, self.k, self.simplex = method, dim, n_groups, k, simplex
         if method == "sharedrep":
             if not k or k < 1:
                 raise ValueError(f"SharedRep needs K >= 1, got {k}.")
-            self.net = nn.Sequential(nn.Linear(dim, k), nn.Linear(k, n_groups, bias=False))
+            mixing = SimplexMixing(k, n_groups) if simplex else nn.Linear(k, n_groups, bias=False)
+            self.net = nn.Sequential(nn.Linear(dim, k), mixing)
         elif method == "maxmin":
             self.net = nn.Linear(dim, n_groups)  # column u is group u's own head
         elif method == "uniform":
@@ -58,14 +74,23 @@ class GroupHeads(nn.Module):
 
 
 def pair_loss(
-    heads: GroupHeads, chosen: torch.Tensor, rejected: torch.Tensor, group_ids: torch.Tensor, tanh: bool
+    heads: GroupHeads,
+    chosen: torch.Tensor,
+    rejected: torch.Tensor,
+    group_ids: torch.Tensor,
+    tanh: bool,
+    center_rewards_coefficient: float = 0.0,
 ) -> torch.Tensor:
-    """Bradley–Terry loss −log σ(r_c − r_r) on each pair's own group head (rewards squashed by tanh if set)."""
+    """Bradley–Terry loss −log σ(r_c − r_r) on each pair's own group head (rewards squashed by tanh if set),
+    plus TRL's optional centering term coefficient · mean((r_c + r_r)²)."""
     r_c = heads.group_reward(chosen, group_ids)
     r_r = heads.group_reward(rejected, group_ids)
     if tanh:
         r_c, r_r = torch.tanh(r_c), torch.tanh(r_r)
-    return -F.logsigmoid(r_c - r_r).mean()
+    loss = -F.logsigmoid(r_c - r_r).mean()
+    if center_rewards_coefficient:
+        loss = loss + center_rewards_coefficient * ((r_c + r_r) ** 2).mean()
+    return loss
 
 
 def train_heads(
@@ -80,7 +105,7 @@ def train_heads(
 ) -> tuple[GroupHeads, list[float]]:
     """Adam on cached features; returns the heads and the mean loss per epoch."""
     torch.manual_seed(seed)
-    heads = GroupHeads(method, chosen.shape[1], n_groups, k)
+    heads = GroupHeads(method, chosen.shape[1], n_groups, k, simplex=hp.simplex_mixing)
     optimizer = torch.optim.Adam(heads.parameters(), lr=hp.learning_rate)
     generator = torch.Generator().manual_seed(seed)
     losses = []
@@ -89,7 +114,7 @@ def train_heads(
         total = 0.0
         for start in range(0, len(order), hp.batch_size):
             idx = order[start : start + hp.batch_size]
-            loss = pair_loss(heads, chosen[idx], rejected[idx], group_ids[idx], hp.tanh)
+            loss = pair_loss(heads, chosen[idx], rejected[idx], group_ids[idx], hp.tanh, hp.center_rewards_coefficient)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -184,6 +209,7 @@ def save_heads(heads: GroupHeads, out_dir: Path, groups: list[str], rm: RewardMo
     config = {
         "method": heads.method,
         "k": heads.k,
+        "simplex": heads.simplex,
         "dim": heads.dim,
         "groups": groups,
         "backbone": rm.backbone,
@@ -197,7 +223,9 @@ def save_heads(heads: GroupHeads, out_dir: Path, groups: list[str], rm: RewardMo
 
 def load_heads(model_dir: Path) -> tuple[GroupHeads, dict]:
     config = json.loads((model_dir / "config.json").read_text())
-    heads = GroupHeads(config["method"], config["dim"], len(config["groups"]), config["k"])
+    heads = GroupHeads(
+        config["method"], config["dim"], len(config["groups"]), config["k"], config.get("simplex", False)
+    )
     heads.load_state_dict(load_file(model_dir / "heads.safetensors"))
     return heads.eval(), config
 

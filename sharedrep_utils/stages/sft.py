@@ -6,6 +6,7 @@ assistant's reply alone (assistant-only loss for single-turn dialogues).
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict
 
 from ..config import Config
@@ -25,6 +26,13 @@ def params(cfg: Config) -> dict:
         "sft": asdict(cfg.sft),
         "seed": cfg.seed,
     }
+
+
+def logging_steps(n_examples: int, cfg: Config, points: int = 20) -> int:
+    """About `points` loss readings over the whole run, whatever its length."""
+    per_epoch = math.ceil(n_examples / (cfg.sft.per_device_train_batch_size * cfg.sft.gradient_accumulation_steps))
+    total = cfg.sft.max_steps if cfg.sft.max_steps > 0 else math.ceil(per_epoch * cfg.sft.num_train_epochs)
+    return max(1, total // points)
 
 
 def sft_dataset(examples):
@@ -63,7 +71,7 @@ def main(cfg: Config) -> dict:
             gradient_accumulation_steps=cfg.sft.gradient_accumulation_steps,
             max_length=cfg.sft.max_length,
             completion_only_loss=True,
-            logging_steps=max(1, len(examples) // cfg.sft.per_device_train_batch_size // 10),
+            logging_steps=logging_steps(len(examples), cfg),
             model_init_kwargs={"trust_remote_code": cfg.policy.trust_remote_code},
         )
         trainer = SFTTrainer(

@@ -1,0 +1,176 @@
+"""What the notebooks show: small, tested shapings of saved artifacts into tables and notes.
+
+Every function takes what a stage returned or wrote (a manifest dict, a DataFrame, TRL's log
+history, a directory) and returns a DataFrame, a string or a list of paths; plotting stays in the
+notebooks. Only `sft_samples` loads a model.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from .config import Config
+from .stats import sem
+
+GRPO_CURVES = ("reward", "kl", "completions/mean_length")
+
+
+# 01 · SFT
+
+
+def data_note(manifest: dict) -> str:
+    """One Markdown line on where the HH data came from (with the fixture warning when it applies)."""
+    line = (
+        f"Data: `{manifest.get('data_source')}`; {manifest.get('n_train_dialogues')} SFT dialogues "
+        f"({manifest.get('n_train_available')} train and {manifest.get('n_heldout_available')} held-out "
+        "prompts available)."
+    )
+    warning = manifest.get("data_warning")
+    return f"**{warning}**\n\n{line}" if warning else line
+
+
+def skipped_rows(manifest: dict) -> pd.DataFrame:
+    """Rows the HH loader skipped, by reason, most frequent first."""
+    skipped = manifest.get("skipped_rows") or {}
+    frame = pd.DataFrame(sorted(skipped.items(), key=lambda kv: -kv[1]), columns=["reason", "rows"])
+    return frame.set_index("reason")
+
+
+def log_frame(history: list[dict]) -> pd.DataFrame:
+    """TRL's log history as one row per logged step (the final summary entry dropped)."""
+    rows = [entry for entry in history if "train_runtime" not in entry and "step" in entry]
+    return pd.DataFrame(rows, columns=None if rows else ["step"]).reset_index(drop=True)
+
+
+def training_curves(history: list[dict], metrics: tuple[str, ...] = GRPO_CURVES) -> pd.DataFrame:
+    """Long table (step, metric, value) of the wanted metrics that were logged, in the order asked."""
+    frame = log_frame(history)
+    present = [m for m in metrics if m in frame and frame[m].notna().any()]
+    long = frame.melt(id_vars="step", value_vars=present, var_name="metric", value_name="value")
+    return long.dropna(subset=["value"]).reset_index(drop=True)
+
+
+def sft_samples(cfg: Config, n: int = 3, max_new_tokens: int = 64) -> pd.DataFrame:
+    """Greedy replies of the SFT policy to the first n held-out prompts (a look, not an evaluation)."""
+    from .hh_data import load_hh, take
+    from .policy import generate, load_policy, pick_device
+    from .runs import sft_dir
+
+    data = load_hh(cfg.data, cfg.hh_dir())
+    prompts = [e.prompt for e in take(data.test, n)]
+    model, tokenizer = load_policy(sft_dir(cfg.run_path) / "model", cfg.policy, pick_device(cfg))
+    tokens = min(max_new_tokens, cfg.evaluation.max_new_tokens)
+    replies = generate(model, tokenizer, prompts, max_new_tokens=tokens, batch_size=max(n, 1), do_sample=False)
+    return pd.DataFrame({"prompt": prompts, "completion": [r[0] for r in replies]})
+
+
+# 02 · Preference data
+
+
+def responses_note(manifest: dict) -> str:
+    """One Markdown line from the responses manifest: prompts, group disagreement, identical pairs."""
+    share = manifest.get("group_disagreement")
+    share_text = f"{share:.0%}" if share is not None else "?"
+    return (
+        f"{manifest.get('n_prompts')} prompts × 2 sampled responses. The groups disagree on which response "
+        f"is better for **{share_text}** of the pairs; {manifest.get('identical_pairs')} pairs have two "
+        "identical responses."
+    )
+
+
+def response_samples(
+    scored: pd.DataFrame, traits: list[str], groups: dict[str, dict[str, float]], n: int = 3
+) -> pd.DataFrame:
+    """The first n prompts with both responses: trait scores, each group's score, and which groups prefer it.
+
+    One row per (prompt, response); `preferred by` names the groups that score this response strictly
+    higher than the other one.
+    """
+    head = scored.head(n)
+    per_response = []
+    for i in (0, 1):
+        part = pd.DataFrame({"prompt": head["prompt"], "response": i, "text": head[f"response_{i}"]})
+        for t in traits:
+            part[t] = head[f"{t}_{i}"]
+        for g, weights in groups.items():
+            part[f"{g} score"] = sum(w * head[f"{t}_{i}"] for t, w in weights.items())
+        per_response.append(part)
+    first, second = per_response
+    for part, other in ((first, second), (second, first)):
+        part["preferred by"] = [
+            ", ".join(g for g in groups if part.at[idx, f"{g} score"] > other.at[idx, f"{g} score"])
+            for idx in part.index
+        ]
+    out = pd.concat([first, second]).rename_axis("row").reset_index()
+    return out.sort_values(["row", "response"]).drop(columns="row").set_index(["prompt", "response"])
+
+
+def trait_frame(scored: pd.DataFrame, traits: list[str]) -> pd.DataFrame:
+    """One row per sampled response with its trait scores (both responses of each prompt stacked)."""
+    parts = []
+    for i in (0, 1):
+        part = scored[["prompt_id"] + [f"{t}_{i}" for t in traits]].rename(columns={f"{t}_{i}": t for t in traits})
+        parts.append(part.assign(response=i))
+    return pd.concat(parts, ignore_index=True)
+
+
+def pair_counts(manifest: dict) -> pd.DataFrame:
+    """From the preferences manifest: pairs kept per group, and rows dropped as ties or identical responses."""
+    counts = manifest.get("counts", {})
+    rows = [{"what": f"pairs for {g}", "n": n} for g, n in counts.get("pairs_per_group", {}).items()]
+    rows += [{"what": "dropped: tie", "n": counts.get("dropped_ties")}]
+    rows += [{"what": "dropped: identical responses", "n": counts.get("dropped_identical")}]
+    return pd.DataFrame(rows).set_index("what")
+
+
+def pair_samples(pairs: pd.DataFrame, per_group: int = 2) -> pd.DataFrame:
+    """The first `per_group` preference pairs of each group: prompt, chosen, rejected and their group scores."""
+    columns = ["group", "prompt", "chosen", "rejected", "chosen_score", "rejected_score"]
+    return pairs.groupby("group", sort=False).head(per_group)[columns].sort_values("group", kind="stable")
+
+
+# 03 · Reward models
+
+
+def accuracy_table(metrics: pd.DataFrame) -> pd.DataFrame:
+    """Held-out and train accuracy, one row per reward model, one column per (split, group)."""
+    wide = metrics.pivot_table(index="policy", columns=["split", "group"], values="accuracy", sort=False)
+    return wide.reindex(columns=["test", "train"], level=0).round(3)
+
+
+def group_accuracy(metrics: pd.DataFrame, split: str = "test") -> pd.DataFrame:
+    """Per-group (not overall) accuracy of each reward model on one split: policy, group, n, accuracy."""
+    rows = metrics[(metrics["split"] == split) & (metrics["group"] != "overall")]
+    return rows[["policy", "group", "n", "accuracy"]].reset_index(drop=True)
+
+
+# 05 · Evaluation
+
+
+def group_means(table: pd.DataFrame) -> pd.DataFrame:
+    """Mean ± SEM of each gold group score and trait in an evaluation table."""
+    columns = [c for c in table.columns if c.startswith(("group_", "trait_"))]
+    return pd.DataFrame(
+        {
+            "n": [int(table[c].notna().sum()) for c in columns],
+            "mean": [table[c].mean() for c in columns],
+            "sem": [sem(table[c].dropna().to_numpy()) for c in columns],
+        },
+        index=columns,
+    )
+
+
+def completion_samples(table: pd.DataFrame, n: int = 5) -> pd.DataFrame:
+    """The first n evaluation prompts with the policy's completion and its gold group scores."""
+    groups = [c for c in table.columns if c.startswith("group_")]
+    return table[["prompt", "completion", *groups]].head(n)
+
+
+# 06 · Results
+
+
+def figure_paths(results: Path) -> list[Path]:
+    """The PNG figures in a results directory, by name."""
+    return sorted(Path(results).glob("*.png"))

@@ -1,0 +1,305 @@
+"""The paper's model in miniature, with no LLM: planted shared traits, Bradley–Terry labels, minority p.
+
+Features φ ∈ R^d (standard normal, one per response); a shared trait matrix B* ∈ R^{d×K} (orthonormal
+columns); one mixing row w*_u on the simplex Δ^{K-1} per group u; group u's reward r_u(φ) = w*_u · (B*ᵀ φ).
+A pair (a, b) annotated by group u is labelled a ≻ b with probability σ(β (r_u(a) − r_u(b))). Each pair
+is annotated by the minority group (id 0) with probability p, else by one of the majority groups, split
+exactly as the pipeline splits them (`groups.assign_groups`).
+
+MaxMin, SharedRep(K) and Uniform heads are trained on the features directly with the pipeline's own
+`reward_models.train_heads`, and scored with its `pair_metrics` on fresh, noise-free test pairs (chosen =
+truly better for the group), so accuracy is agreement with the true preference. Parameter error is
+1 − cos(learned direction of group u, B* w*_u); the learned direction is the heads' effective linear map
+(every head here is linear in φ), read off by evaluating the heads on the identity matrix.
+
+Why the default has three groups: with U groups and K ≥ U, any d×U matrix factors as B·M with B of rank K,
+so SharedRep(K)'s hypothesis class equals MaxMin's and its assumption constrains nothing. The paper's two
+groups with K = 2 are such a case. The shared representation can only help when the groups' directions
+span fewer dimensions than there are groups (here one minority and two majority groups, K = 2): then the
+majority data pin down span(B*), and the minority only has to learn K mixing weights.
+
+Random streams: `numpy.random.SeedSequence(seed).spawn(3)` gives independent streams for the planted
+problem, the training pairs and the test pairs, so changing the number of pairs or p never changes the
+problem or its test set; heads are seeded with the same seed through `train_heads`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .config import HeadConfig
+from .groups import assign_groups
+from .reward_models import GroupHeads, pair_metrics, train_heads
+from .stats import sem, split_method
+
+METHODS = ("maxmin", "sharedrep", "uniform")
+RESULT_COLUMNS = [
+    "method",
+    "k",
+    "proportion",
+    "n_pairs",
+    "seed",
+    "group",
+    "role",
+    "n_train_group",
+    "accuracy",
+    "param_error",
+]
+
+
+def default_head() -> HeadConfig:
+    """One set of hyper-parameters for every method (a fair comparison); linear rewards, as planted."""
+    return HeadConfig(learning_rate=1e-2, num_epochs=30, batch_size=64, tanh=False)
+
+
+@dataclass
+class SyntheticConfig:
+    d: int = 64  # feature dimension; larger than the minority's pair count at p = 0.05, n = 1000
+    k: int = 2  # number of shared traits (columns of B*)
+    n_groups: int = 3  # U: group 0 is the minority, the others the majority (equal shares)
+    weights: list[list[float]] | None = None  # U rows on the simplex; None = minority e_1, majority Dirichlet(1)
+    n_pairs: int = 1_000  # training pairs
+    proportion: float = 0.05  # minority proportion p
+    beta: float = 4.0  # Bradley–Terry inverse temperature: P(a ≻ b) = σ(β (r(a) − r(b)))
+    seed: int = 0
+    n_test_pairs: int = 2_000  # fresh noise-free test pairs per group
+    head: HeadConfig = field(default_factory=default_head)
+
+    @property
+    def groups(self) -> list[str]:
+        if self.n_groups == 2:
+            return ["minority", "majority"]
+        return ["minority"] + [f"majority{u}" for u in range(1, self.n_groups)]
+
+
+@dataclass
+class Problem:
+    """A planted truth: B* (d×K), W* (U×K, rows on the simplex), β, group names."""
+
+    B: np.ndarray
+    W: np.ndarray
+    beta: float
+    groups: list[str]
+
+    @property
+    def d(self) -> int:
+        return self.B.shape[0]
+
+    @property
+    def directions(self) -> np.ndarray:
+        """True reward direction per group, d×U: column u is B* w*_u."""
+        return self.B @ self.W.T
+
+    def rewards(self, phi: np.ndarray) -> np.ndarray:
+        """r_u(φ) for every group: (N, d) -> (N, U)."""
+        return phi @ self.directions
+
+
+def validate(cfg: SyntheticConfig) -> None:
+    """One clear sentence for a bad value, before any work starts."""
+    if cfg.d < 1:
+        raise ValueError(f"Feature dimension d={cfg.d} must be at least 1.")
+    if not 1 <= cfg.k <= cfg.d:
+        raise ValueError(f"Number of traits k={cfg.k} must be between 1 and d={cfg.d}.")
+    if cfg.n_groups < 2:
+        raise ValueError(f"n_groups={cfg.n_groups}; at least 2 groups (a minority and a majority) are needed.")
+    if not 0 < cfg.proportion < 1:
+        raise ValueError(f"Minority proportion {cfg.proportion} is outside (0, 1).")
+    if cfg.beta <= 0:
+        raise ValueError(f"beta={cfg.beta} must be positive.")
+    if cfg.n_pairs < 1 or cfg.n_test_pairs < 1:
+        raise ValueError(f"n_pairs={cfg.n_pairs} and n_test_pairs={cfg.n_test_pairs} must be at least 1.")
+    if cfg.weights is not None:
+        w = np.asarray(cfg.weights, dtype=float)
+        if w.shape != (cfg.n_groups, cfg.k):
+            raise ValueError(f"weights has shape {w.shape}; it must be (n_groups, k) = ({cfg.n_groups}, {cfg.k}).")
+        if (w < 0).any() or not np.allclose(w.sum(axis=1), 1.0):
+            raise ValueError(f"Every row of weights must be on the simplex (non-negative, sum 1); got {w.tolist()}.")
+        if any(np.allclose(w[0], row) for row in w[1:]):
+            raise ValueError(f"The minority's weights {w[0].tolist()} equal a majority group's; they must differ.")
+
+
+def _streams(seed: int) -> list[np.random.SeedSequence]:
+    return np.random.SeedSequence(seed).spawn(3)  # problem, training pairs, test pairs
+
+
+def make_problem(cfg: SyntheticConfig) -> Problem:
+    """Planted B* (orthonormal columns) and W* from the config's seed."""
+    validate(cfg)
+    rng = np.random.default_rng(_streams(cfg.seed)[0])
+    B, _ = np.linalg.qr(rng.standard_normal((cfg.d, cfg.k)))
+    if cfg.weights is not None:
+        W = np.asarray(cfg.weights, dtype=float)
+    else:
+        minority = np.eye(cfg.k)[:1]
+        W = np.vstack([minority, rng.dirichlet(np.ones(cfg.k), size=cfg.n_groups - 1)])
+    return Problem(B=B, W=W, beta=cfg.beta, groups=cfg.groups)
+
+
+def sample_pairs(
+    problem: Problem, n: int, proportion: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """n pairs (phi_a, phi_b, group_ids, labels); label 1 means a ≻ b, drawn from the Bradley–Terry model.
+
+    Groups: minority (id 0) with probability `proportion`, the majority groups share the rest.
+    """
+    names = assign_groups(n, proportion, problem.groups, problem.groups[0], int(rng.integers(2**32)))
+    group_ids = np.array([problem.groups.index(g) for g in names], dtype=np.int64)
+    phi_a = rng.standard_normal((n, problem.d))
+    phi_b = rng.standard_normal((n, problem.d))
+    rows = np.arange(n)
+    diff = problem.rewards(phi_a)[rows, group_ids] - problem.rewards(phi_b)[rows, group_ids]
+    labels = (rng.random(n) < 1.0 / (1.0 + np.exp(-problem.beta * diff))).astype(np.int64)
+    return phi_a, phi_b, group_ids, labels
+
+
+def held_out_pairs(problem: Problem, n_per_group: int, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+    """n_per_group fresh pairs per group, labelled by the sign of the group's true reward difference."""
+    U = len(problem.groups)
+    group_ids = np.repeat(np.arange(U), n_per_group)
+    phi_a = rng.standard_normal((len(group_ids), problem.d))
+    phi_b = rng.standard_normal((len(group_ids), problem.d))
+    rows = np.arange(len(group_ids))
+    diff = problem.rewards(phi_a)[rows, group_ids] - problem.rewards(phi_b)[rows, group_ids]
+    return phi_a, phi_b, group_ids, (diff > 0).astype(np.int64)
+
+
+def to_tensors(
+    phi_a: np.ndarray, phi_b: np.ndarray, group_ids: np.ndarray, labels: np.ndarray
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(chosen, rejected, group_ids) as the pipeline's `train_heads` and `pair_metrics` take them."""
+    a_wins = labels.astype(bool)[:, None]
+    chosen = torch.tensor(np.where(a_wins, phi_a, phi_b), dtype=torch.float32)
+    rejected = torch.tensor(np.where(a_wins, phi_b, phi_a), dtype=torch.float32)
+    return chosen, rejected, torch.tensor(group_ids, dtype=torch.long)
+
+
+@torch.no_grad()
+def effective_directions(heads: GroupHeads) -> np.ndarray:
+    """The heads' linear map per group, d×U: r(e_i) − r(0) for each basis vector (biases cancel)."""
+    eye = torch.eye(heads.dim)
+    return (heads(eye) - heads(torch.zeros(1, heads.dim))).double().numpy()
+
+
+def param_errors(learned: np.ndarray, true: np.ndarray) -> np.ndarray:
+    """1 − cos between learned and true direction, per group (0 = exact, 1 = orthogonal, 2 = reversed)."""
+    norms = np.linalg.norm(learned, axis=0) * np.linalg.norm(true, axis=0)
+    cos = np.where(norms > 0, (learned * true).sum(axis=0) / np.where(norms > 0, norms, 1.0), 0.0)
+    return 1.0 - cos
+
+
+def resolve_method(name: str, k: int) -> tuple[str, int | None]:
+    """Method and K from a name: sharedrep (the true K), sharedrep-k<K>, maxmin or uniform (no K)."""
+    method, method_k = split_method(name)
+    if method not in METHODS:
+        raise ValueError(f"Unknown method {name!r}; allowed: maxmin, sharedrep, sharedrep-k<K>, uniform.")
+    return method, (method_k or k) if method == "sharedrep" else None
+
+
+def run_seed(
+    cfg: SyntheticConfig, cells: list[tuple[float, int]], methods: list[str] | tuple[str, ...] = METHODS
+) -> list[dict]:
+    """Every method on every (proportion, n_pairs) cell for cfg.seed: one row per method, cell and group."""
+    problem = make_problem(cfg)
+    _, train_ss, test_ss = _streams(cfg.seed)
+    test = to_tensors(*held_out_pairs(problem, cfg.n_test_pairs, np.random.default_rng(test_ss)))
+    true = problem.directions
+    roles = ["minority"] + ["majority"] * (len(problem.groups) - 1)
+    rows = []
+    for proportion, n in cells:
+        validate(replace(cfg, proportion=proportion, n_pairs=n))
+        train = to_tensors(*sample_pairs(problem, n, proportion, np.random.default_rng(train_ss)))
+        counts = np.bincount(train[2].numpy(), minlength=len(problem.groups))
+        for name in methods:
+            method, k = resolve_method(name, cfg.k)
+            heads, _ = train_heads(method, k, len(problem.groups), *train, cfg.head, cfg.seed)
+            metrics = pair_metrics(heads, *test, problem.groups)
+            errors = param_errors(effective_directions(heads), true)
+            for u, group in enumerate(problem.groups):
+                rows.append(
+                    {
+                        "method": method,
+                        "k": k,
+                        "proportion": proportion,
+                        "n_pairs": n,
+                        "seed": cfg.seed,
+                        "group": group,
+                        "role": roles[u],
+                        "n_train_group": int(counts[u]),
+                        "accuracy": metrics[group]["accuracy"],
+                        "param_error": float(errors[u]),
+                    }
+                )
+    return rows
+
+
+def cells_grid(proportions: list[float], n_pairs: list[int]) -> list[tuple[float, int]]:
+    """Every (proportion, n_pairs) combination."""
+    return [(p, n) for p in proportions for n in n_pairs]
+
+
+def cells_slices(
+    proportions: list[float], n_pairs: list[int], at_proportion: float, at_n_pairs: int
+) -> list[tuple[float, int]]:
+    """Two slices through the grid: every p at `at_n_pairs`, and every n at `at_proportion` (no repeats)."""
+    cells = [(p, at_n_pairs) for p in proportions] + [(at_proportion, n) for n in n_pairs]
+    return list(dict.fromkeys(cells))
+
+
+def sweep(
+    cfg: SyntheticConfig,
+    cells: list[tuple[float, int]],
+    seeds: list[int],
+    methods: list[str] | tuple[str, ...] = METHODS,
+) -> pd.DataFrame:
+    """Tidy results (RESULT_COLUMNS): one row per method, cell, seed and group."""
+    if not seeds:
+        raise ValueError("seeds is empty; give at least one seed.")
+    if not cells:
+        raise ValueError("cells is empty; give at least one (proportion, n_pairs).")
+    for name in methods:
+        resolve_method(name, cfg.k)
+    rows = [row for seed in seeds for row in run_seed(replace(cfg, seed=seed), cells, methods)]
+    return pd.DataFrame(rows, columns=RESULT_COLUMNS)
+
+
+def summarize(df: pd.DataFrame, by: str = "role") -> pd.DataFrame:
+    """Mean and SEM over seeds per (method, k, proportion, n_pairs, `by`); by = "role" or "group".
+
+    With by="role", a seed's majority value is first averaged over its majority groups, so the SEM is
+    over seeds (independent problems and data sets), not over correlated groups.
+    """
+    keys = ["method", "k", "proportion", "n_pairs", by]
+    per_seed = df.groupby(keys + ["seed"], dropna=False)[["accuracy", "param_error"]].mean().reset_index()
+    rows = []
+    for key, part in per_seed.groupby(keys, dropna=False, sort=True):
+        row = dict(zip(keys, key))
+        for metric in ("accuracy", "param_error"):
+            row[f"{metric}_mean"] = float(part[metric].mean())
+            row[f"{metric}_sem"] = sem(part[metric].to_numpy())
+        row["n_seeds"] = len(part)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def method_label(method: str, k: int | None) -> str:
+    return f"SharedRep(K={int(k)})" if method == "sharedrep" else {"maxmin": "MaxMin", "uniform": "Uniform"}[method]
+
+
+def accuracy_table(summary: pd.DataFrame, n_pairs: int, proportions: list[float]) -> pd.DataFrame:
+    """Held-out accuracy "mean ± SEM" per method (rows) and (p, role) (columns) at `n_pairs`."""
+    part = summary[(summary["n_pairs"] == n_pairs) & summary["proportion"].isin(proportions)].copy()
+    part["method"] = [method_label(m, k) for m, k in zip(part["method"], part["k"])]
+    part["value"] = [f"{m:.3f} ± {s:.3f}" for m, s in zip(part["accuracy_mean"], part["accuracy_sem"])]
+    by = "role" if "role" in part else "group"
+    return part.pivot(index="method", columns=["proportion", by], values="value")
+
+
+def headline(summary: pd.DataFrame, proportion: float, n_pairs: int, role: str = "minority") -> dict[str, float]:
+    """Mean accuracy per method label at one cell, for quoting in text."""
+    part = summary[(summary["proportion"] == proportion) & (summary["n_pairs"] == n_pairs) & (summary["role"] == role)]
+    return {method_label(m, k): round(a, 3) for m, k, a in zip(part["method"], part["k"], part["accuracy_mean"])}
