@@ -3,15 +3,27 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
 
 from .config import ConfigError, available_profiles, load_config, parse_override
+from .runs import LOCK_WAIT_ENV
+
+EXIT_BAD_INPUT = 2  # bad parameters: nothing was run or written
+EXIT_BUSY = 3  # another process is running a stage this sweep needs
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (`error: ...`) and exit status 2, like every bad input."""
+
+    def error(self, message: str):
+        self.exit(EXIT_BAD_INPUT, f"error: {self.prog}: {message}\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sharedrep", description="SharedRep-RLHF vs MaxMin-RLHF reproduction kit.")
+    parser = _Parser(prog="sharedrep", description="SharedRep-RLHF vs MaxMin-RLHF reproduction kit.")
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run the sweep: the numbered notebooks through papermill")
     run.add_argument("--profile", default="smoke", help=f"one of {', '.join(available_profiles())} or a YAML path")
@@ -28,7 +40,70 @@ def build_parser() -> argparse.ArgumentParser:
         help="override any profile value, e.g. --set grpo.beta=0.1 (repeatable)",
     )
     run.add_argument("--notebooks", type=Path, default=None, help="directory of the numbered notebooks")
+    run.add_argument(
+        "--launcher",
+        choices=["none", "accelerate"],
+        help="run SFT, responses, GRPO and evaluate in the notebook (none) or via `accelerate launch`",
+    )
+    run.add_argument(
+        "--accelerate-config",
+        metavar="PATH_OR_NAME",
+        help="accelerate config file for --launcher accelerate: a path, or 1gpu, ddp, zero2 (configs/accelerate/)",
+    )
+    run.add_argument(
+        "--lock-wait",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="when another sweep is running a stage this one needs: wait this long for it (-1: as long as it "
+        f"takes); default ${LOCK_WAIT_ENV} or 0, i.e. stop at once, naming the busy stage, with exit status 3",
+    )
+    bench = commands.add_parser("bench", help="benchmark the kit's way against the naive way (JSON + table)")
+    bench.add_argument("--out", type=Path, required=True, help="JSON file to write")
+    bench.add_argument("--profile", default="smoke", help=f"one of {', '.join(available_profiles())} or a YAML path")
+    bench.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a profile value")
+    bench.add_argument("--quick", action="store_true", help="tiny sizes, 2 repeats: seconds, for tests")
+    bench.add_argument("--repeats", type=int, default=None, help="repeats per entry (median is kept)")
+    bench.add_argument("--policy", default=None, help="policy to generate with (default: the profile's, built here)")
+    bench.add_argument("--sweep-dir", type=Path, default=None, help="a sweep's run directory to report per stage")
+    bench.add_argument("--run-sweep", action="store_true", help="run the smoke sweep into --sweep-dir first")
+    bench.add_argument("--only", nargs="+", default=None, help="entries to run (default all): " + ", ".join(ENTRIES))
     return parser
+
+
+# the benchmark's entry names, without importing torch for `--help` or bad input
+ENTRIES = ("gold_scoring", "reward_scoring", "reward_training", "grpo_reward", "generation", "sweep")
+
+
+def bench_main(args: argparse.Namespace) -> int:
+    try:
+        cfg = load_config(args.profile, dict(parse_override(item) for item in args.set))
+        if args.repeats is not None and args.repeats < 1:
+            raise ConfigError(f"--repeats {args.repeats} is not allowed; give 1 or more.")
+        if args.only and (unknown := sorted(set(args.only) - set(ENTRIES))):
+            raise ConfigError(f"--only {' '.join(unknown)} is not a benchmark entry; allowed: {', '.join(ENTRIES)}.")
+        if args.run_sweep and args.sweep_dir is None:
+            raise ConfigError("--run-sweep needs --sweep-dir (where the sweep writes its run).")
+        if args.sweep_dir is not None and not args.run_sweep and not (args.sweep_dir / "notebooks").is_dir():
+            raise ConfigError(f"--sweep-dir {str(args.sweep_dir)!r} has no notebooks/; give a finished run.")
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    from .bench import run_benchmark, table_markdown, write_result
+
+    result = run_benchmark(
+        cfg,
+        quick=args.quick,
+        repeats=args.repeats,
+        policy_path=args.policy,
+        sweep_dir=args.sweep_dir,
+        run_sweep=args.run_sweep,
+        only=args.only,
+    )
+    write_result(result, args.out)
+    print(table_markdown(result))
+    print(f"wrote {args.out}")
+    return 0
 
 
 def overrides_from(args: argparse.Namespace) -> dict:
@@ -39,39 +114,65 @@ def overrides_from(args: argparse.Namespace) -> dict:
         ("ks", "reward_model.ks"),
         ("methods", "reward_model.methods"),
         ("run_dir", "run_dir"),
+        ("launcher", "sweep.launcher"),
+        ("accelerate_config", "sweep.accelerate_config"),
     ]:
-        value = getattr(args, flag)
+        value = getattr(args, flag, None)
         if value is not None:
             overrides[key] = value
+    config_file = overrides.get("sweep.accelerate_config")
+    if config_file and Path(config_file).is_file():  # notebooks run inside notebooks/: make it absolute
+        overrides["sweep.accelerate_config"] = str(Path(config_file).resolve())
     return overrides
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "bench":
+        return bench_main(args)
     try:
         overrides = overrides_from(args)
         cfg = load_config(args.profile, overrides)
+        notebooks = args.notebooks or _default_notebooks()
+        if not (notebooks / "01_sft.ipynb").is_file():
+            raise ConfigError(f"--notebooks {str(notebooks)!r} has no 01_sft.ipynb; give the kit's notebooks/.")
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
-        return 2
-    from .sweep import NOTEBOOKS, run_sweep  # heavy imports only once the input is known to be good
+        return EXIT_BAD_INPUT
+    if args.lock_wait is not None:
+        os.environ[LOCK_WAIT_ENV] = f"{args.lock_wait:g}"  # read by the stages in every notebook's kernel
+    from .sweep import run_sweep  # heavy imports only once the input is known to be good
 
     start = time.time()
     try:
-        report = run_sweep(cfg, overrides, notebooks=args.notebooks or NOTEBOOKS)
-    except Exception as error:  # a failing notebook: say which, point at its executed copy
-        print(
-            f"error: {type(error).__name__}: {str(error).strip().splitlines()[-1] if str(error).strip() else ''}",
-            file=sys.stderr,
-        )
-        print(f"see the executed notebooks in {cfg.run_path / 'notebooks'}", file=sys.stderr)
-        return 1
+        report = run_sweep(cfg, overrides, notebooks=notebooks)
+    except Exception as error:  # a failing notebook: say what failed, point at its executed copy
+        name, message = failure(error)
+        print(f"error: {name}: {message}", file=sys.stderr)
+        executed = sorted(notebooks_of(cfg.run_path), key=lambda p: p.stat().st_mtime)
+        print(f"see {executed[-1] if executed else cfg.run_path / 'notebooks'}", file=sys.stderr)
+        return EXIT_BUSY if name == "StageBusy" else 1
     ran = sum(1 for _, status, _ in report if status == "ran")
     print(
         f"sweep finished in {time.time() - start:.1f}s: {ran} stage(s) ran, {len(report) - ran} skipped; "
         f"results in {cfg.run_path / 'results'}"
     )
     return 0
+
+
+def _default_notebooks() -> Path:
+    return Path(__file__).resolve().parent.parent / "notebooks"
+
+
+def failure(error: Exception) -> tuple[str, str]:
+    """(exception name, its message's last line): from inside the notebook when a notebook failed."""
+    name = getattr(error, "ename", None) or type(error).__name__
+    text = str(getattr(error, "evalue", None) or error).strip()
+    return name, text.splitlines()[-1] if text else ""
+
+
+def notebooks_of(run: Path) -> list[Path]:
+    return list((run / "notebooks").glob("*.ipynb"))
 
 
 if __name__ == "__main__":

@@ -108,6 +108,10 @@ class HeadConfig:
     tanh: bool = True  # squash rewards with tanh inside the loss (upstream: SharedRep only)
     center_rewards_coefficient: float = 0.0  # TRL's term coefficient · mean((r_c + r_r)²); 0 = off
     simplex_mixing: bool = False  # SharedRep only: mixing weights on the simplex (paper's theory)
+    # plain Adam at a constant rate by default; the upstream trained through transformers' Trainer,
+    # whose defaults are a linear decay to 0 and gradient-norm clipping at 1.0 (the paper profile's)
+    lr_scheduler: str = "constant"  # constant, linear
+    max_grad_norm: float = 0.0  # 0 = no clipping
 
 
 @dataclass
@@ -123,6 +127,10 @@ class RewardModelConfig:
     maxmin: HeadConfig = field(default_factory=lambda: HeadConfig(learning_rate=5e-5, tanh=False))
     sharedrep: HeadConfig = field(default_factory=HeadConfig)
     uniform: HeadConfig = field(default_factory=lambda: HeadConfig(learning_rate=5e-5, tanh=False))
+    # false: backbone and heads train end to end through TRL's RewardTrainer (reward_trainer.py),
+    # with each method's HeadConfig as the trainer's rate, epochs, batch size, schedule and loss
+    freeze_backbone: bool = True
+    trainer_kwargs: dict[str, Any] = field(default_factory=dict)  # end to end only: passed to TRL's RewardConfig
 
 
 @dataclass
@@ -144,7 +152,21 @@ class GRPOStageConfig:
 class EvaluationConfig:
     max_new_tokens: int = 256
     batch_size: int = 16
-    do_sample: bool = False
+    do_sample: bool = False  # greedy by default; true samples with temperature/top_p and `seed`
+    temperature: float = 1.0  # used only when do_sample
+    top_p: float = 1.0  # used only when do_sample
+    seed: int = 0  # sampling seed (same seed, same completions); ignored when greedy
+
+
+@dataclass
+class ResultsConfig:
+    """Statistics of 06_results: win-rate tie rule and bootstrap intervals."""
+
+    ties: str = "half"  # half: a tie counts 1/2 a win; lose: ties are losses (the upstream's strict rule)
+    tie_tolerance: float = 1e-6  # |a - b| <= this is a tie (same text scored in different batches)
+    n_bootstrap: int = 2000
+    confidence: float = 0.95
+    bootstrap_seed: int = 0
 
 
 @dataclass
@@ -152,6 +174,11 @@ class SweepConfig:
     seeds: list[int] = field(default_factory=lambda: [42])
     proportions: list[float] = field(default_factory=lambda: [0.1])
     evaluate_sft: bool = True  # also evaluate the SFT policy as a no-RLHF reference
+    # how the notebooks run SFT, responses, GRPO and evaluate: "none" in the notebook's own process,
+    # "accelerate" through `accelerate launch` (one GPU or many; see configs/accelerate/)
+    launcher: str = "none"
+    accelerate_config: str = ""  # accelerate config file: a path, or a name in configs/accelerate/ (e.g. ddp)
+    accelerate_args: list[str] = field(default_factory=list)  # more `accelerate launch` flags: [--num_processes, "4"]
 
 
 @dataclass
@@ -168,6 +195,7 @@ class Config:
     reward_model: RewardModelConfig = field(default_factory=RewardModelConfig)
     grpo: GRPOStageConfig = field(default_factory=GRPOStageConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    results: ResultsConfig = field(default_factory=ResultsConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)
 
     @property
@@ -202,13 +230,19 @@ def load_config(profile: str = "smoke", overrides: dict[str, Any] | None = None)
     path = Path(profile)
     if not path.suffix:
         if profile not in available_profiles():
-            raise ConfigError(
-                f"Unknown profile {profile!r}; allowed: {', '.join(available_profiles())} or a path to a YAML file."
-            )
+            hint = nearest(profile, available_profiles())
+            raise ConfigError(f"Unknown profile {profile!r}{hint} A profile can also be a path to a YAML file.")
         path = PROFILE_DIR / f"{profile}.yaml"
     elif not path.is_file():
         raise ConfigError(f"Profile file {profile!r} does not exist.")
-    raw = yaml.safe_load(path.read_text()) or {}
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        where = getattr(error, "problem_mark", None)
+        line = f" at line {where.line + 1}" if where else ""
+        raise ConfigError(f"Profile file {str(path)!r} is not valid YAML{line}.") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"Profile file {str(path)!r} must be a mapping of names to values, got {raw!r}.")
     raw.setdefault("profile", path.stem)
     for key, value in (overrides or {}).items():
         _set_dotted(raw, key, value)
@@ -222,7 +256,10 @@ def parse_override(text: str) -> tuple[str, Any]:
     if "=" not in text:
         raise ConfigError(f"Override {text!r} is not of the form key.sub=value.")
     key, value = text.split("=", 1)
-    return key.strip(), yaml.safe_load(value)
+    try:
+        return key.strip(), yaml.safe_load(value)
+    except yaml.YAMLError:
+        raise ConfigError(f"Override {text!r}: {value!r} is not valid YAML; quote text, close lists.") from None
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
@@ -231,6 +268,8 @@ def to_dict(cfg: Any) -> dict[str, Any]:
 
 def _set_dotted(raw: dict, key: str, value: Any) -> None:
     parts = key.split(".")
+    if not all(parts):
+        raise ConfigError(f"Override {key!r} has an empty name between dots; write it like grpo.beta=0.1.")
     node = raw
     for part in parts[:-1]:
         node = node.setdefault(part, {})
@@ -239,17 +278,27 @@ def _set_dotted(raw: dict, key: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
+def nearest(value: str, allowed: list[str] | tuple[str, ...], prefix: str = "") -> str:
+    """' did you mean 'x'?' for the closest allowed name (difflib), else the allowed names."""
+    near = difflib.get_close_matches(str(value), list(allowed), n=1)
+    if near:
+        return f"; did you mean {prefix + near[0]!r}?"
+    where = f" in {prefix.rstrip('.')}" if prefix else ""
+    return f"; allowed{where}: {', '.join(allowed)}."
+
+
 def _build(cls: type, raw: Any, where: str) -> Any:
+    """`where` is the dotted section with its trailing dot ("grpo."), or "" at the top."""
     if not isinstance(raw, dict):
-        raise ConfigError(f"{where or 'the profile'} must be a mapping, got {raw!r}.")
+        section = where.rstrip(".")
+        what = f"Section {section!r}" if section else "The profile"
+        raise ConfigError(f"{what} must be a mapping of names to values, got {raw!r}.")
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     kwargs = {}
     for key, value in raw.items():
         if key not in names:
-            near = difflib.get_close_matches(key, names, n=1)
-            hint = f" Did you mean {where}{near[0]!r}?" if near else f" Allowed: {', '.join(names)}."
-            raise ConfigError(f"Unknown parameter {where}{key!r}.{hint}")
+            raise ConfigError(f"Unknown parameter {where + str(key)!r}{nearest(str(key), names, where)}")
         kwargs[key] = _coerce(hints[key], value, f"{where}{key}")
     return cls(**kwargs)
 
@@ -293,6 +342,49 @@ def _coerce(tp: Any, value: Any, name: str) -> Any:
     return value
 
 
+TIE_RULES = ("half", "lose")
+TEXT_FIELDS = ("dialogue", "prompt", "response")
+
+
+def check_text_format(template: str, name: str) -> None:
+    """A scorer's text template: only {dialogue}, {prompt}, {response}; the response and a prompt must appear."""
+    import string
+
+    try:
+        fields = {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
+    except ValueError as error:
+        raise ConfigError(f"{name} {template!r} is not a valid template ({error}).") from None
+    unknown = sorted(fields - set(TEXT_FIELDS))
+    if unknown:
+        allowed = ", ".join(f"{{{f}}}" for f in TEXT_FIELDS)
+        raise ConfigError(f"{name} uses unknown placeholder {{{unknown[0]}}}; allowed: {allowed}.")
+    if "response" not in fields or not fields & {"dialogue", "prompt"}:
+        raise ConfigError(f"{name} {template!r} must contain {{response}} and one of {{dialogue}} or {{prompt}}.")
+    if sum(1 for _, f, _, _ in string.Formatter().parse(template) if f in ("dialogue", "prompt")) > 1:
+        raise ConfigError(f"{name} {template!r} puts the prompt in twice; use {{dialogue}} or {{prompt}} once.")
+
+
+LAUNCHERS = ("none", "accelerate")
+ACCELERATE_CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "accelerate"
+
+
+def resolve_accelerate_config(value: str) -> Path | None:
+    """sweep.accelerate_config as a file: "" = none (accelerate's own default), a name without a
+    suffix = configs/accelerate/<name>.yaml, else a path (absolute, from the working directory or
+    from the checkout's root, since papermill runs notebooks inside notebooks/)."""
+    if not value:
+        return None
+    shipped = sorted(p.stem for p in ACCELERATE_CONFIG_DIR.glob("*.yaml"))
+    candidates = [ACCELERATE_CONFIG_DIR / f"{value}.yaml"] if not Path(value).suffix else []
+    candidates += [Path(value), ACCELERATE_CONFIG_DIR.parents[1] / value]
+    for path in candidates:
+        if path.is_file():
+            return path.resolve()
+    raise ConfigError(
+        f"sweep.accelerate_config {value!r} is not a file; give a path or one of {', '.join(shipped) or 'none'}."
+    )
+
+
 def validate(cfg: Config) -> None:
     """Checks that need more than a type: ranges, names, weights."""
     from .gold import TRAIT_KINDS  # local: gold imports heavy libraries lazily, this stays cheap
@@ -305,12 +397,27 @@ def validate(cfg: Config) -> None:
     if not sweep.proportions:
         raise ConfigError("sweep.proportions is empty; give at least one, e.g. --proportions 0.1.")
     for p in sweep.proportions:
-        if not 0 < p < 1:
+        if not 0 < p < 1:  # also refuses nan
             raise ConfigError(f"Minority proportion {p} is outside (0, 1).")
+    for seed in [cfg.seed, *sweep.seeds]:
+        if seed < 0:
+            raise ConfigError(f"Seed {seed} is negative; seeds must be whole numbers >= 0.")
     rm = cfg.reward_model
+    if not rm.methods:
+        raise ConfigError(f"reward_model.methods is empty; give at least one of {', '.join(METHODS)}.")
     for method in rm.methods:
         if method not in METHODS:
-            raise ConfigError(f"Unknown reward-model method {method!r}; allowed: {', '.join(METHODS)}.")
+            raise ConfigError(f"Unknown reward-model method {method!r}{nearest(method, METHODS)}")
+    for name, values in [
+        ("sweep.seeds", sweep.seeds),
+        ("sweep.proportions", sweep.proportions),
+        ("reward_model.ks", rm.ks),
+        ("reward_model.methods", rm.methods),
+    ]:
+        repeated = sorted({v for v in values if values.count(v) > 1}, key=str)
+        if repeated:
+            raise ConfigError(f"{name} lists {repeated[0]!r} more than once; give each value once.")
+    _check_stage_numbers(cfg)
     if "sharedrep" in rm.methods and not rm.ks:
         raise ConfigError("reward_model.ks is empty; SharedRep needs at least one K, e.g. --ks 2.")
     for k in rm.ks:
@@ -318,6 +425,17 @@ def validate(cfg: Config) -> None:
             raise ConfigError(f"SharedRep rank K={k} is not allowed; K must be at least 1.")
     if rm.pooling not in ("last", "cls", "mean"):
         raise ConfigError(f"reward_model.pooling {rm.pooling!r} is not one of last, cls, mean.")
+    for method in METHODS:
+        hp = getattr(rm, method)
+        if hp.lr_scheduler not in ("constant", "linear"):
+            raise ConfigError(f"reward_model.{method}.lr_scheduler {hp.lr_scheduler!r} is not one of constant, linear.")
+        if hp.learning_rate <= 0 or hp.num_epochs < 1 or hp.batch_size < 1:
+            raise ConfigError(
+                f"reward_model.{method}: learning_rate {hp.learning_rate}, num_epochs {hp.num_epochs} and "
+                f"batch_size {hp.batch_size} must all be positive."
+            )
+        if hp.max_grad_norm < 0:
+            raise ConfigError(f"reward_model.{method}.max_grad_norm {hp.max_grad_norm} is negative; 0 = no clipping.")
     if not 0 < cfg.data.eval_fraction < 1:
         raise ConfigError(f"data.eval_fraction {cfg.data.eval_fraction} is outside (0, 1).")
     if not 0 < rm.test_fraction < 1:
@@ -337,12 +455,80 @@ def validate(cfg: Config) -> None:
     for group, weights in gold.groups.items():
         for trait, weight in weights.items():
             if trait not in gold.traits:
-                raise ConfigError(f"Group {group!r} weights trait {trait!r}; known traits: {', '.join(gold.traits)}.")
-            if weight < 0:
-                raise ConfigError(f"Group {group!r} gives trait {trait!r} a negative weight {weight}.")
+                hint = nearest(trait, list(gold.traits))
+                raise ConfigError(f"Group {group!r} weights an unknown trait {trait!r}{hint}")
+            if not weight >= 0:  # also refuses nan
+                raise ConfigError(f"Group {group!r} gives trait {trait!r} a negative weight {weight}; use >= 0.")
         total = sum(weights.values())
-        if abs(total - 1.0) > 1e-6:
+        if not abs(total - 1.0) <= 1e-6:
             raise ConfigError(f"Group {group!r} weights sum to {total:g}; they must sum to 1.")
+    for name, trait in gold.traits.items():
+        check_text_format(trait.text_format, f"gold.traits.{name}.text_format")
+    ev = cfg.evaluation
+    if ev.temperature <= 0:
+        raise ConfigError(f"evaluation.temperature {ev.temperature} must be positive.")
+    if not 0 < ev.top_p <= 1:
+        raise ConfigError(f"evaluation.top_p {ev.top_p} is outside (0, 1].")
+    res = cfg.results
+    if res.ties not in TIE_RULES:
+        raise ConfigError(f"results.ties {res.ties!r} is not one of {', '.join(TIE_RULES)}.")
+    if res.tie_tolerance < 0:
+        raise ConfigError(f"results.tie_tolerance {res.tie_tolerance} must be zero or positive.")
+    if res.n_bootstrap < 100:
+        raise ConfigError(f"results.n_bootstrap {res.n_bootstrap} is too small; use at least 100.")
+    if not 0 < res.confidence < 1:
+        raise ConfigError(f"results.confidence {res.confidence} is outside (0, 1).")
+    if sweep.launcher not in LAUNCHERS:
+        raise ConfigError(f"sweep.launcher {sweep.launcher!r} is not one of {', '.join(LAUNCHERS)}.")
+    resolve_accelerate_config(sweep.accelerate_config)  # fails here, naming the file, if it is missing
     hh_dir = cfg.hh_dir()
     if hh_dir and not Path(hh_dir).is_dir():
         raise ConfigError(f"HH data directory {hh_dir!r} does not exist (from data.hh_dir or ${HH_DIR_ENV}).")
+    if hh_dir and not any(p.name.endswith((".jsonl", ".jsonl.gz")) for p in Path(hh_dir).rglob("*")):
+        raise ConfigError(f"HH data directory {hh_dir!r} holds no *.jsonl or *.jsonl.gz files.")
+
+
+def _check_stage_numbers(cfg: Config) -> None:
+    """Sizes, rates and lengths that would otherwise fail deep inside a trainer, hours in."""
+    positive = {
+        "sft.learning_rate": cfg.sft.learning_rate,
+        "sft.num_train_epochs": cfg.sft.num_train_epochs,
+        "grpo.learning_rate": cfg.grpo.learning_rate,
+        "grpo.num_train_epochs": cfg.grpo.num_train_epochs,
+        "generation.temperature": cfg.generation.temperature,
+        "grpo.temperature": cfg.grpo.temperature,
+    }
+    at_least_one = {
+        "sft.per_device_train_batch_size": cfg.sft.per_device_train_batch_size,
+        "sft.gradient_accumulation_steps": cfg.sft.gradient_accumulation_steps,
+        "sft.max_length": cfg.sft.max_length,
+        "grpo.per_device_train_batch_size": cfg.grpo.per_device_train_batch_size,
+        "grpo.gradient_accumulation_steps": cfg.grpo.gradient_accumulation_steps,
+        "grpo.max_completion_length": cfg.grpo.max_completion_length,
+        "grpo.logging_steps": cfg.grpo.logging_steps,
+        "generation.max_new_tokens": cfg.generation.max_new_tokens,
+        "generation.batch_size": cfg.generation.batch_size,
+        "evaluation.max_new_tokens": cfg.evaluation.max_new_tokens,
+        "evaluation.batch_size": cfg.evaluation.batch_size,
+        "reward_model.batch_size": cfg.reward_model.batch_size,
+        "reward_model.max_length": cfg.reward_model.max_length,
+        "data.max_prompt_chars": cfg.data.max_prompt_chars,
+        "data.max_response_chars": cfg.data.max_response_chars,
+        "data.n_preference_prompts": cfg.data.n_preference_prompts,
+        "data.n_eval_prompts": cfg.data.n_eval_prompts,
+    }
+    for name, value in positive.items():
+        if not value > 0:
+            raise ConfigError(f"{name} {value} must be positive.")
+    for name, value in at_least_one.items():
+        if value < 1:
+            raise ConfigError(f"{name} {value} must be at least 1.")
+    for name, value in {"data.n_sft": cfg.data.n_sft, "data.n_grpo_prompts": cfg.data.n_grpo_prompts}.items():
+        if value < 0:
+            raise ConfigError(f"{name} {value} is negative; 0 means all available.")
+    if cfg.grpo.num_generations < 2:
+        raise ConfigError(f"grpo.num_generations {cfg.grpo.num_generations} is below 2; GRPO compares >= 2 per prompt.")
+    if not 0 < cfg.generation.top_p <= 1:
+        raise ConfigError(f"generation.top_p {cfg.generation.top_p} is outside (0, 1].")
+    if cfg.grpo.beta < 0:
+        raise ConfigError(f"grpo.beta {cfg.grpo.beta} is negative; the KL coefficient is >= 0.")

@@ -34,7 +34,7 @@ def _sequence_classifier(trait: TraitConfig, device: str) -> Scorer:
 
     @torch.inference_mode()
     def score(prompts: list[str], responses: list[str]) -> np.ndarray:
-        texts = [format_scored_text(trait.text_format, p, r) for p, r in zip(prompts, responses, strict=True)]
+        texts = scored_texts(trait.text_format, prompts, responses)
         out = np.zeros(len(texts))
         for idx, batch in length_sorted_batches(tokenizer, texts, trait.batch_size, trait.max_length):
             logits = model(**batch.to(device)).logits[:, 0]
@@ -42,6 +42,23 @@ def _sequence_classifier(trait: TraitConfig, device: str) -> Scorer:
         return out
 
     return score
+
+
+_CHAT_MARKUP = ("<|user|>", "<|assistant|>", "<|system|>", "<|im_start|>", "[INST]")
+
+
+def scored_texts(template: str, prompts: list[str], responses: list[str]) -> list[str]:
+    """Prompt + completion in a gold scorer's own format (its `text_format`), nothing else.
+
+    Prompts must be HH dialogues (`\n\nHuman: ...`), not a policy's chat-template rendering; the
+    response is cut where a model runs on into a new turn, so the prompt is never scored twice.
+    """
+    texts = []
+    for prompt, response in zip(prompts, responses, strict=True):
+        if not prompt.startswith("\n\nHuman:") or any(m in prompt for m in _CHAT_MARKUP):
+            raise ValueError(f"Gold scorers read HH dialogues starting with '\\n\\nHuman:'; got {prompt[:60]!r}.")
+        texts.append(format_scored_text(template, prompt, clean_response(response)))
+    return texts
 
 
 def _embedding_relevance(trait: TraitConfig, device: str) -> Scorer:

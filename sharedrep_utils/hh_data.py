@@ -46,6 +46,7 @@ class HHData:
     source: str
     warning: str | None = None
     skipped: Counter = field(default_factory=Counter)  # reason -> rows
+    files: dict[str, Path] = field(default_factory=dict)  # name -> local file read (hashed into manifests)
 
 
 def parse_turns(text: str) -> list[tuple[str, str]]:
@@ -117,8 +118,14 @@ def is_held_out(prompt: str, eval_fraction: float) -> bool:
     return bucket < eval_fraction
 
 
+class _InvalidJSON(dict):
+    """Stands in for a line of a JSONL file that does not parse, so it is counted, not fatal."""
+
+
 def parse_row(row: dict, cfg: DataConfig) -> Example:
     """One HH row ({"chosen", "rejected"}) as an Example, or MalformedDialogue with the reason."""
+    if isinstance(row, _InvalidJSON):
+        raise MalformedDialogue("not valid JSON")
     if not isinstance(row, dict) or "chosen" not in row or "rejected" not in row:
         raise MalformedDialogue("missing chosen/rejected")
     prompt, chosen = split_dialogue(row["chosen"])
@@ -135,9 +142,18 @@ def parse_row(row: dict, cfg: DataConfig) -> Example:
 
 
 def read_jsonl(path: Path) -> list[dict]:
+    """Rows of a JSONL file; a line that is not valid JSON becomes a row that parse_row skips and counts."""
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
+    rows = []
+    with opener(path, "rt", encoding="utf-8", errors="replace") as handle:
+        for line in handle:
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                rows.append(_InvalidJSON())
+    return rows
 
 
 def local_files(hh_dir: str | Path) -> list[Path]:
@@ -154,7 +170,9 @@ def load_hh(cfg: DataConfig, hh_dir: str | None) -> HHData:
         train_rows, test_rows = [], []
         for path in files:
             (train_rows if path.name.startswith("train") else test_rows).extend(read_jsonl(path))
-        return build(train_rows, test_rows, cfg, source=f"local:{hh_dir}")
+        data = build(train_rows, test_rows, cfg, source=f"local:{hh_dir}")
+        data.files = {f"hh:{p.relative_to(hh_dir).as_posix()}": p for p in files}
+        return data
     if cfg.allow_hub:
         try:
             import datasets
@@ -172,6 +190,7 @@ def load_hh(cfg: DataConfig, hh_dir: str | None) -> HHData:
     warnings.warn(FIXTURE_WARNING, stacklevel=2)
     data = build([], read_jsonl(FIXTURE_PATH), cfg, source=f"fixture:{FIXTURE_PATH.name}")
     data.warning = FIXTURE_WARNING
+    data.files = {f"hh:{FIXTURE_PATH.name}": FIXTURE_PATH}
     return data
 
 

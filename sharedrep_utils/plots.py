@@ -1,7 +1,12 @@
-"""Figures and tables from `results/summary.csv` (saved files only, never live objects)."""
+"""Figures from saved results (summary tables, evaluation scores, reward-model metrics, GRPO logs).
+
+Every figure is written as PNG and PDF with a caption line under it (profile, seeds, n and what the
+error bars are); the functions take DataFrames built from files, never live models.
+"""
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -11,9 +16,15 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from .tables import method_label, policy_order  # noqa: E402
 
-def method_label(method: str, k) -> str:
-    return f"{method} (K={int(k)})" if pd.notna(k) else method
+REFERENCES = ("Gold", "SFT")  # dashed: reference policies, not methods
+TIES_TEXT = {"half": "ties count ½", "lose": "ties lose"}
+CURVE_LABELS = {
+    "reward": "training reward\n(own RM, min over groups)",
+    "kl": "KL to the SFT policy\n(nats per token)",
+    "completions/mean_length": "mean completion length (tokens)",
+}
 
 
 def _labelled(summary: pd.DataFrame) -> pd.DataFrame:
@@ -22,70 +33,257 @@ def _labelled(summary: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def palette(labels: list[str]) -> dict[str, tuple]:
+    """One colour per policy, the same in every figure of a run."""
+    return dict(zip(labels, sns.color_palette("tab10", max(len(labels), 1))))
+
+
 def _save(fig, out_dir: Path, name: str, caption: str) -> list[Path]:
-    fig.text(0.01, 0.005, caption, fontsize=7, ha="left", va="bottom", wrap=True)
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    """Caption wrapped under the axes (space reserved for it), then PNG and PDF."""
+    width, height = fig.get_size_inches()
+    lines = textwrap.wrap(caption, width=int(width * 16)) or [""]
+    fig.text(0.01, 0.01, "\n".join(lines), fontsize=7, ha="left", va="bottom")
+    bottom = (0.15 * len(lines) + 0.15) / height
+    fig.tight_layout(rect=(0, min(bottom, 0.5), 1, 1))
     paths = [out_dir / f"{name}.png", out_dir / f"{name}.pdf"]
-    for path in paths:
-        fig.savefig(path, dpi=150)
+    for path in paths:  # the caption also goes into the file's metadata, where a script can read it
+        key = "Description" if path.suffix == ".png" else "Subject"
+        fig.savefig(path, dpi=150, metadata={key: caption})
     plt.close(fig)
     return paths
 
 
-def gold_score_figure(summary: pd.DataFrame, out_dir: Path, caption: str) -> list[Path]:
-    """Per-group mean gold score vs minority proportion, one line per method, SEM error bars."""
-    data = _labelled(summary)
-    groups = list(dict.fromkeys(data["group"]))
-    palette = dict(zip(dict.fromkeys(data["policy"]), sns.color_palette("tab10")))
-    fig, axes = plt.subplots(1, len(groups), figsize=(5 * len(groups), 4), squeeze=False)
-    for ax, group in zip(axes[0], groups):
-        for policy, rows in data[data["group"] == group].groupby("policy", sort=False):
-            rows = rows.sort_values("proportion")
-            style = "--" if policy in ("gold", "sft") else "-"
-            ax.errorbar(
-                rows["proportion"],
-                rows["mean_gold_score"],
-                yerr=rows["sem_gold_score"].fillna(0),
-                label=policy,
-                marker="o",
-                capsize=3,
-                linestyle=style,
-                color=palette[policy],
-            )
-        ax.set_title(f"{group} group")
-        ax.set_xlabel("minority proportion p")
-        ax.set_ylabel("mean gold group score (± SEM)")
-        ax.grid(alpha=0.3)
-    axes[0][-1].legend(fontsize=8)
-    return _save(fig, out_dir, "gold_score_vs_proportion", caption)
+def _error(rows: pd.DataFrame, mean: str, low: str, high: str, fallback: str | None = None):
+    """Asymmetric error bars from interval columns (or symmetric from `fallback`, e.g. SEM)."""
+    if low in rows and rows[low].notna().any():
+        return [(rows[mean] - rows[low]).clip(lower=0).fillna(0), (rows[high] - rows[mean]).clip(lower=0).fillna(0)]
+    return rows[fallback].fillna(0) if fallback else None
 
 
-def win_rate_figure(summary: pd.DataFrame, out_dir: Path, caption: str) -> list[Path]:
-    """Win rate against the gold policy vs minority proportion, per group and method."""
+def _dodge(props: list[float], n: int) -> tuple[float, float]:
+    """Horizontal offset step between n policies at the same proportion, and the x padding."""
+    span = (max(props) - min(props)) if len(props) > 1 else 0.5 * max(abs(props[0]), 0.02)
+    return span * 0.5 / max(len(props) * n, 1), span * 0.15
+
+
+def _proportion_axis(ax, props: list[float], pad: float) -> None:
+    ax.set_xticks(props, [f"{p:g}" for p in props])
+    ax.set_xlim(min(props) - pad, max(props) + pad)
+    ax.set_xlabel("minority proportion p (share of annotators)")
+
+
+def _dodged_lines(ax, data: pd.DataFrame, y: str, yerr, order: list[str], colours: dict) -> None:
+    """One line per policy over proportions, policies shifted a little sideways so bars do not hide each other."""
+    props = sorted(data["proportion"].dropna().unique())
+    present = [p for p in order if p in set(data["policy"])]
+    step, pad = _dodge(props, len(present))
+    for i, policy in enumerate(present):
+        rows = data[data["policy"] == policy].sort_values("proportion")
+        ax.errorbar(
+            rows["proportion"] + (i - (len(present) - 1) / 2) * step,
+            rows[y],
+            yerr=yerr(rows),
+            label=policy,
+            marker="o",
+            capsize=3,
+            linestyle="--" if policy in REFERENCES else "-",
+            color=colours[policy],
+        )
+    _proportion_axis(ax, props, pad + step * len(present) / 2)
+
+
+def _per_group_lines(summary, y, low, high, ylabel, caption, out_dir, name, fallback=None, skip=(), hline=None):
     data = _labelled(summary)
-    data = data[~data["method"].isin(["gold"])].dropna(subset=["win_rate_vs_gold"])
+    data = data[~data["method"].isin(skip)].dropna(subset=[y])
     groups = list(dict.fromkeys(summary["group"]))
+    order = policy_order(summary)
+    colours = palette(order)
     fig, axes = plt.subplots(1, len(groups), figsize=(5 * len(groups), 4), squeeze=False)
     for ax, group in zip(axes[0], groups):
         rows = data[data["group"] == group]
-        sns.lineplot(data=rows, x="proportion", y="win_rate_vs_gold", hue="policy", marker="o", ax=ax)
+        if len(rows):
+            _dodged_lines(ax, rows, y, lambda r: _error(r, y, low, high, fallback), order, colours)
+        if hline is not None:
+            ax.axhline(hline, color="grey", linewidth=0.8, linestyle=":")
+        ax.set_title(f"{group} group")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+    axes[0][-1].legend(fontsize=8)
+    return _save(fig, out_dir, name, caption)
+
+
+def gold_score_figure(summary: pd.DataFrame, out_dir: Path, caption: str) -> list[Path]:
+    """Per-group mean gold score vs minority proportion, one line per policy, bootstrap CI bars."""
+    return _per_group_lines(
+        summary,
+        "mean_gold_score",
+        "ci_low_gold_score",
+        "ci_high_gold_score",
+        "mean gold group score (gold RM units)",
+        caption + " Error bars: bootstrap 95% CI of the mean over prompts (SEM where no interval).",
+        out_dir,
+        "gold_score_vs_proportion",
+        fallback="sem_gold_score",
+    )
+
+
+def win_rate_figure(summary: pd.DataFrame, out_dir: Path, caption: str) -> list[Path]:
+    """Win rate against the gold policy vs minority proportion, per group and policy."""
+    ties = str(summary["ties"].iloc[0]) if "ties" in summary and len(summary) else "lose"
+    return _per_group_lines(
+        summary,
+        "win_rate_vs_gold",
+        "win_rate_ci_low",
+        "win_rate_ci_high",
+        f"win rate vs gold policy\n(share of prompts; {TIES_TEXT.get(ties, ties)})",
+        caption + " Error bars: bootstrap 95% CI over prompts. Dotted line: even with the gold policy.",
+        out_dir,
+        "win_rate_vs_proportion",
+        skip=("gold",),
+        hline=0.5,
+    )
+
+
+def k_ablation_figure(summary: pd.DataFrame, out_dir: Path, caption: str) -> list[Path]:
+    """SharedRep's gold score and win rate vs K, one line per proportion; MaxMin as a dotted reference."""
+    shared = summary[summary["method"] == "sharedrep"].dropna(subset=["k"])
+    groups = list(dict.fromkeys(summary["group"]))
+    props = sorted(summary["proportion"].dropna().unique())
+    colours = dict(zip(props, sns.color_palette("viridis", max(len(props), 1))))
+    ks = sorted(int(k) for k in shared["k"].unique())
+    fig, axes = plt.subplots(2, len(groups), figsize=(5 * len(groups), 7), squeeze=False)
+    metrics = [
+        ("mean_gold_score", "ci_low_gold_score", "ci_high_gold_score", "mean gold group score (gold RM units)"),
+        ("win_rate_vs_gold", "win_rate_ci_low", "win_rate_ci_high", "win rate vs gold policy\n(share of prompts)"),
+    ]
+    for row, (y, low, high, ylabel) in enumerate(metrics):
+        for col, group in enumerate(groups):
+            ax = axes[row][col]
+            for prop in props:
+                rows = shared[(shared["group"] == group) & (shared["proportion"] == prop)].sort_values("k")
+                x = [ks.index(int(k)) for k in rows["k"]]
+                ax.errorbar(
+                    x,
+                    rows[y],
+                    yerr=_error(rows, y, low, high),
+                    marker="o",
+                    capsize=3,
+                    color=colours[prop],
+                    label=f"SharedRep, p = {prop:g}",
+                )
+                ref = summary[
+                    (summary["method"] == "maxmin") & (summary["group"] == group) & (summary["proportion"] == prop)
+                ]
+                if len(ref) and pd.notna(ref[y].iloc[0]):
+                    ax.axhline(
+                        ref[y].iloc[0], color=colours[prop], linestyle=":", linewidth=1, label=f"MaxMin, p = {prop:g}"
+                    )
+            ax.set_xticks(range(len(ks)), [str(k) for k in ks])
+            ax.set_xlabel("SharedRep rank K (shared representation size)")
+            ax.set_ylabel(ylabel)
+            ax.set_title(f"{group} group")
+            ax.grid(alpha=0.3)
+    axes[0][-1].legend(fontsize=7)
+    text = caption + " Error bars: bootstrap 95% CI over prompts; dotted lines: MaxMin at the same p (no K)."
+    return _save(fig, out_dir, "k_ablation", text)
+
+
+def rm_accuracy_figure(metrics: pd.DataFrame, out_dir: Path, caption: str, split: str = "test") -> list[Path]:
+    """Reward-model preference accuracy per group vs minority proportion (mean over seeds, ± SD).
+
+    `metrics`: columns seed, proportion, method, k, split, group, n, accuracy.
+    """
+    data = metrics[(metrics["split"] == split) & (metrics["group"] != "overall")].copy()
+    data["policy"] = [method_label(m, k) for m, k in zip(data["method"], data["k"])]
+    cells = data.groupby(["policy", "group", "proportion"], sort=False)
+    agg = cells.agg(accuracy=("accuracy", "mean"), sd=("accuracy", "std"), n=("n", "min")).reset_index()
+    groups = list(dict.fromkeys(data["group"]))
+    order = policy_order(data)
+    fig, axes = plt.subplots(1, max(len(groups), 1), figsize=(5 * max(len(groups), 1), 4), squeeze=False)
+    for ax, group in zip(axes[0], groups):
+        _dodged_lines(ax, agg[agg["group"] == group], "accuracy", lambda r: r["sd"].fillna(0), order, palette(order))
         ax.axhline(0.5, color="grey", linewidth=0.8, linestyle=":")
         ax.set_ylim(0, 1)
-        ax.set_title(f"{group} group")
-        ax.set_xlabel("minority proportion p")
-        ax.set_ylabel("win rate vs gold policy (ties lose)")
+        ax.set_title(f"{group} group ({split} pairs)")
+        ax.set_ylabel("reward-model accuracy\n(share of held-out pairs ranked right)")
         ax.grid(alpha=0.3)
-    return _save(fig, out_dir, "win_rate_vs_proportion", caption)
+    axes[0][-1].legend(fontsize=8)
+    n = int(data["n"].min()) if len(data) else 0
+    text = (
+        caption + f" Held-out preference pairs per group and seed: at least {n}; bars: SD over seeds; dotted: chance."
+    )
+    return _save(fig, out_dir, "rm_accuracy_vs_proportion", text)
 
 
-def markdown_table(summary: pd.DataFrame) -> str:
-    """Mean ± SEM and win rate per method and group, one block per proportion."""
-    data = _labelled(summary)
-    data["score"] = [f"{m:.3f} ± {s:.3f}" for m, s in zip(data["mean_gold_score"], data["sem_gold_score"].fillna(0))]
-    data["win"] = [f"{w:.2f}" if pd.notna(w) else "—" for w in data["win_rate_vs_gold"]]
-    lines = []
-    for prop, block in data.groupby("proportion"):
-        wide = block.pivot_table(index="policy", columns="group", values=["score", "win"], aggfunc="first", sort=False)
-        wide.columns = [f"{group} {'score' if what == 'score' else 'win rate'}" for what, group in wide.columns]
-        lines.append(f"**minority proportion p = {prop:g}**\n\n" + wide.to_markdown() + "\n")
-    return "\n".join(lines)
+def training_curves_figure(curves: pd.DataFrame, out_dir: Path, caption: str) -> list[Path]:
+    """GRPO training curves: rows = reward, KL, completion length; columns = minority proportions.
+
+    `curves`: columns seed, proportion (NaN for gold), method, k, step, metric, value. The gold
+    policy has no proportion and is drawn in every column; lines are means over seeds (band: SD).
+    """
+    data = curves.copy()
+    data["policy"] = [method_label(m, k) for m, k in zip(data["method"], data["k"])]
+    props = sorted(data["proportion"].dropna().unique()) or [float("nan")]
+    metrics = [m for m in CURVE_LABELS if m in set(data["metric"])] + sorted(set(data["metric"]) - set(CURVE_LABELS))
+    order = policy_order(data)
+    fig, axes = plt.subplots(
+        max(len(metrics), 1), len(props), figsize=(max(4.2 * len(props), 7), 2.8 * max(len(metrics), 1)), squeeze=False
+    )
+    for col, prop in enumerate(props):
+        here = data[data["proportion"].isna() | (data["proportion"] == prop)]
+        for row, metric in enumerate(metrics):
+            ax = axes[row][col]
+            rows = here[here["metric"] == metric]
+            sns.lineplot(
+                data=rows,
+                x="step",
+                y="value",
+                hue="policy",
+                hue_order=[o for o in order if o in set(rows["policy"])],
+                palette=palette(order),
+                errorbar="sd",
+                ax=ax,
+                legend="auto" if row == 0 and col == len(props) - 1 else False,
+            )
+            ax.set_xlabel("GRPO step")
+            ax.set_ylabel(CURVE_LABELS.get(metric, metric) if col == 0 else "")
+            if row == 0:
+                ax.set_title(f"p = {prop:g}" if pd.notna(prop) else "")
+            ax.grid(alpha=0.3)
+            if ax.get_legend():
+                ax.legend(fontsize=7)
+    text = caption + " Lines: mean over seeds (band: SD). Rewards are each policy's own reward model's units."
+    return _save(fig, out_dir, "grpo_training_curves", text)
+
+
+def score_distribution_figure(scores: pd.DataFrame, out_dir: Path, caption: str) -> list[Path]:
+    """ECDF of per-prompt gold group scores per policy; rows = proportions, columns = groups.
+
+    `scores`: columns method, k, proportion (NaN for gold and SFT), group, score.
+    """
+    data = scores.copy()
+    data["policy"] = [method_label(m, k) for m, k in zip(data["method"], data["k"])]
+    groups = list(dict.fromkeys(data["group"]))
+    props = sorted(data["proportion"].dropna().unique()) or [float("nan")]
+    order = policy_order(data)
+    fig, axes = plt.subplots(len(props), len(groups), figsize=(5 * len(groups), 3.3 * len(props)), squeeze=False)
+    for row, prop in enumerate(props):
+        here = data[data["proportion"].isna() | (data["proportion"] == prop)]
+        for col, group in enumerate(groups):
+            ax = axes[row][col]
+            rows = here[here["group"] == group]
+            sns.ecdfplot(
+                data=rows,
+                x="score",
+                hue="policy",
+                hue_order=[o for o in order if o in set(rows["policy"])],
+                palette=palette(order),
+                ax=ax,
+                legend="auto" if row == 0 and col == len(groups) - 1 else False,
+            )
+            ax.set_xlabel(f"{group} gold group score (gold RM units)")
+            ax.set_ylabel("share of prompts with score ≤ x")
+            ax.set_title(f"{group} group, p = {prop:g}" if pd.notna(prop) else f"{group} group")
+            ax.grid(alpha=0.3)
+    text = caption + " Empirical CDF over prompts, pooled over seeds; further right is better."
+    return _save(fig, out_dir, "gold_score_distribution", text)

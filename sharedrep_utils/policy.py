@@ -17,11 +17,14 @@ SPECIAL_TOKENS = ["<unk>", "<s>", "</s>", "<pad>", "<|user|>", "<|assistant|>", 
 
 
 def pick_device(cfg: Config) -> str:
+    """cpu or cuda; under a multi-GPU `accelerate launch`, this process's own GPU (cuda:<local rank>)."""
+    from .distributed import device
+
     if cfg.device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        return device("cuda" if torch.cuda.is_available() else "cpu")
     if cfg.device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("device is cuda but torch sees no GPU; set device: cpu or auto.")
-    return cfg.device
+    return device(cfg.device)
 
 
 def build_tiny_policy(policy: PolicyConfig, texts: list[str], out_dir: Path, seed: int) -> Path:
@@ -94,7 +97,7 @@ def load_tokenizer(path: str | Path, policy: PolicyConfig):
 def load_policy(path: str | Path, policy: PolicyConfig, device: str):
     from transformers import AutoModelForCausalLM
 
-    dtype = torch.bfloat16 if device == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
+    dtype = torch.bfloat16 if str(device).startswith("cuda") and torch.cuda.is_bf16_supported() else torch.float32
     with loading(str(path)):
         model = AutoModelForCausalLM.from_pretrained(
             str(path), dtype=dtype, trust_remote_code=policy.trust_remote_code

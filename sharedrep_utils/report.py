@@ -168,9 +168,63 @@ def completion_samples(table: pd.DataFrame, n: int = 5) -> pd.DataFrame:
     return table[["prompt", "completion", *groups]].head(n)
 
 
+GENERATION_COLUMNS = ("do_sample", "temperature", "top_p", "generation_seed", "max_new_tokens")
+
+
+def generation_settings(table: pd.DataFrame) -> pd.DataFrame:
+    """The decoding settings an evaluation table was made with (one row per distinct setting)."""
+    columns = [c for c in GENERATION_COLUMNS if c in table]
+    return table[columns].drop_duplicates().reset_index(drop=True)
+
+
 # 06 · Results
 
 
 def figure_paths(results: Path) -> list[Path]:
     """The PNG figures in a results directory, by name."""
     return sorted(Path(results).glob("*.png"))
+
+
+def table_paths(results: Path, ext: str = "md") -> list[Path]:
+    """The paper-style tables (table_k<K>.<ext>, or table_nok without SharedRep) in a results directory, by K."""
+
+    def k_of(path: Path) -> int:
+        k = path.stem.removeprefix("table_k")
+        return int(k) if k.isdigit() else -1
+
+    return sorted(Path(results).glob(f"table_*.{ext}"), key=k_of)
+
+
+def caption_of(results: Path) -> str:
+    """The caption line 06_results wrote into its manifest (profile, seeds, n, data, decoding)."""
+    from .runs import read_manifest
+
+    return (read_manifest(Path(results)) or {}).get("caption", "")
+
+
+def results_overview(summary: pd.DataFrame) -> pd.DataFrame:
+    """summary.csv as a person reads it: policy, p, group, n, mean ± SEM [CI], win rate [CI], seed spread."""
+    from .tables import method_label
+
+    def column(name: str) -> pd.Series:
+        return summary[name] if name in summary else pd.Series(float("nan"), index=summary.index)
+
+    def interval(mean: str, low: str, high: str, digits: int) -> list[str]:
+        out = []
+        for m, lo, hi in zip(column(mean), column(low), column(high)):
+            ci = f" [{lo:.{digits}f}, {hi:.{digits}f}]" if pd.notna(lo) else ""
+            out.append(f"{m:.{digits}f}{ci}" if pd.notna(m) else "—")
+        return out
+
+    return pd.DataFrame(
+        {
+            "policy": [method_label(m, k) for m, k in zip(summary["method"], summary["k"])],
+            "p": summary["proportion"],
+            "group": summary["group"],
+            "n": summary["n"],
+            "mean ± SEM": [f"{m:.3f} ± {s:.3f}" for m, s in zip(column("mean_gold_score"), column("sem_gold_score"))],
+            "mean [CI]": interval("mean_gold_score", "ci_low_gold_score", "ci_high_gold_score", 3),
+            "win rate vs gold [CI]": interval("win_rate_vs_gold", "win_rate_ci_low", "win_rate_ci_high", 2),
+            "seed SD (score)": column("seed_sd_gold_score").round(3),
+        }
+    )

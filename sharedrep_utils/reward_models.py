@@ -7,12 +7,18 @@
 All three are `GroupHeads`; routing is the same gather, so a pair only trains its own group's
 output (for MaxMin, its own head). Features φ are the backbone's output at the last non-pad token
 (decoders) or the CLS / mean-pooled output (encoders), computed once per unique text and cached.
+`GroupRewardModel` puts the same heads on trainable backbone(s) for end-to-end training
+(`reward_trainer.py`); `MinOverGroupsReward` serves either kind to GRPO.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import inspect
 import json
+import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -73,18 +79,19 @@ class GroupHeads(nn.Module):
         return self(features).min(dim=1).values
 
 
-def pair_loss(
-    heads: GroupHeads,
-    chosen: torch.Tensor,
-    rejected: torch.Tensor,
-    group_ids: torch.Tensor,
-    tanh: bool,
-    center_rewards_coefficient: float = 0.0,
-) -> torch.Tensor:
-    """Bradley–Terry loss −log σ(r_c − r_r) on each pair's own group head (rewards squashed by tanh if set),
-    plus TRL's optional centering term coefficient · mean((r_c + r_r)²)."""
-    r_c = heads.group_reward(chosen, group_ids)
-    r_r = heads.group_reward(rejected, group_ids)
+def group_rewards(heads: GroupHeads, features: list[torch.Tensor]) -> torch.Tensor:
+    """(N, U) rewards from one feature matrix (one shared backbone) or one per group (end-to-end MaxMin,
+    where group u's reward is head u on backbone u's features)."""
+    if len(features) == 1:
+        return heads(features[0])
+    if len(features) != heads.n_groups:
+        raise ValueError(f"Features from {len(features)} backbones; expected 1 or one per group ({heads.n_groups}).")
+    return torch.stack([heads(f)[:, u] for u, f in enumerate(features)], dim=1)
+
+
+def bt_loss(r_c: torch.Tensor, r_r: torch.Tensor, tanh: bool, center_rewards_coefficient: float = 0.0) -> torch.Tensor:
+    """Bradley–Terry loss −log σ(r_c − r_r) (rewards squashed by tanh if set), plus TRL's optional
+    centering term coefficient · mean((r_c + r_r)²). Shared by head training and RewardTrainer."""
     if tanh:
         r_c, r_r = torch.tanh(r_c), torch.tanh(r_r)
     loss = -F.logsigmoid(r_c - r_r).mean()
@@ -93,6 +100,38 @@ def pair_loss(
     return loss
 
 
+def pair_loss(
+    heads: GroupHeads,
+    chosen: torch.Tensor,
+    rejected: torch.Tensor,
+    group_ids: torch.Tensor,
+    tanh: bool,
+    center_rewards_coefficient: float = 0.0,
+) -> torch.Tensor:
+    """`bt_loss` on each pair's own group head (the routing)."""
+    r_c = heads.group_reward(chosen, group_ids)
+    r_r = heads.group_reward(rejected, group_ids)
+    return bt_loss(r_c, r_r, tanh, center_rewards_coefficient)
+
+
+def single_threaded(fn):
+    """Run `fn` with one intra-op thread: head training is thousands of tiny ops, where a second thread only
+    adds synchronisation, and stalls badly when the cores are busy (measured: 4.3 s vs 62 s on 2 loaded cores,
+    see docs/performance.md)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            torch.set_num_threads(threads)
+
+    return wrapper
+
+
+@single_threaded
 def train_heads(
     method: str,
     k: int | None,
@@ -103,10 +142,15 @@ def train_heads(
     hp: HeadConfig,
     seed: int,
 ) -> tuple[GroupHeads, list[float]]:
-    """Adam on cached features; returns the heads and the mean loss per epoch."""
+    """Adam on cached features (with the config's schedule and clipping); returns the heads and the mean
+    loss per epoch."""
     torch.manual_seed(seed)
     heads = GroupHeads(method, chosen.shape[1], n_groups, k, simplex=hp.simplex_mixing)
     optimizer = torch.optim.Adam(heads.parameters(), lr=hp.learning_rate)
+    total_steps = hp.num_epochs * -(-len(group_ids) // hp.batch_size)
+    # "linear" is transformers' default: from the full rate down to 0 at the last step, no warm-up
+    decay = (lambda step: 1.0 - step / total_steps) if hp.lr_scheduler == "linear" else (lambda step: 1.0)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, decay)
     generator = torch.Generator().manual_seed(seed)
     losses = []
     for _ in range(hp.num_epochs):
@@ -117,7 +161,10 @@ def train_heads(
             loss = pair_loss(heads, chosen[idx], rejected[idx], group_ids[idx], hp.tanh, hp.center_rewards_coefficient)
             optimizer.zero_grad()
             loss.backward()
+            if hp.max_grad_norm > 0:
+                torch.nn.utils.clip_grad_norm_(heads.parameters(), hp.max_grad_norm)
             optimizer.step()
+            scheduler.step()
             total += loss.item() * len(idx)
         losses.append(total / max(len(order), 1))
     return heads.eval(), losses
@@ -128,7 +175,16 @@ def pair_metrics(
     heads: GroupHeads, chosen: torch.Tensor, rejected: torch.Tensor, group_ids: torch.Tensor, groups: list[str]
 ) -> dict:
     """Pairwise accuracy and mean margin on each pair's own group head, per group and overall."""
-    margin = heads.group_reward(chosen, group_ids) - heads.group_reward(rejected, group_ids)
+    return reward_pair_metrics(heads(chosen), heads(rejected), group_ids, groups)
+
+
+@torch.no_grad()
+def reward_pair_metrics(
+    chosen: torch.Tensor, rejected: torch.Tensor, group_ids: torch.Tensor, groups: list[str]
+) -> dict:
+    """`pair_metrics` from (N, U) reward matrices of the chosen and rejected texts."""
+    rows = group_ids.view(-1, 1)
+    margin = (chosen.gather(1, rows) - rejected.gather(1, rows)).squeeze(1)
     out = {}
     for name, mask in [("overall", torch.ones_like(group_ids, dtype=torch.bool))] + [
         (g, group_ids == u) for u, g in enumerate(groups)
@@ -142,20 +198,55 @@ def pair_metrics(
     return out
 
 
+def load_backbone(name: str, device: str = "cpu"):
+    """(tokenizer, AutoModel) for a hub id, local path or pkg: model; a tokenizer without a pad token
+    pads with its eos token (GPT-2, Llama): features never look at pads, they follow the attention mask."""
+    from transformers import AutoModel, AutoTokenizer
+
+    path = resolve_model(name)
+    with loading(name):
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = AutoModel.from_pretrained(path).to(device)
+    return prepare_tokenizer(tokenizer), model
+
+
+def prepare_tokenizer(tokenizer):
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "right"
+    return tokenizer
+
+
+def backbone_inputs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> dict:
+    """Inputs with position ids counted over real tokens only, so a left-padded text gets the same
+    positions (and features) as a right-padded one."""
+    inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+    if "position_ids" in inspect.signature(model.forward).parameters:
+        inputs["position_ids"] = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+    return inputs
+
+
+def weights_fingerprint(model) -> str:
+    """A cheap hash of the weights (64 evenly spaced values per tensor): two different checkpoints behind
+    one name or path (a retrained local model, a fine-tuned copy) get different feature caches."""
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        flat = tensor.detach().flatten()
+        digest.update(name.encode() + flat[:: max(1, flat.numel() // 64)][:64].float().cpu().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
 class FeatureExtractor:
-    """A frozen backbone (AutoModel) that maps texts to one feature vector each."""
+    """A frozen backbone (AutoModel) that maps texts to one feature vector each.
 
-    def __init__(self, rm: RewardModelConfig, device: str = "cpu"):
-        from transformers import AutoModel, AutoTokenizer
+    `model` and `tokenizer` default to `rm.backbone`; pass them to featurise with a backbone in memory
+    (e.g. one just trained end to end) through exactly the same tokenization, batching and pooling."""
 
+    def __init__(self, rm: RewardModelConfig, device: str = "cpu", model=None, tokenizer=None):
         self.rm, self.device = rm, device
-        path = resolve_model(rm.backbone)
-        with loading(rm.backbone):
-            self.tokenizer = AutoTokenizer.from_pretrained(path)
-            self.model = AutoModel.from_pretrained(path).to(device).eval()
-        if self.tokenizer.pad_token is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.tokenizer.padding_side = "right"
+        if model is None:
+            tokenizer, model = load_backbone(rm.backbone, device)
+        self.tokenizer, self.model = prepare_tokenizer(tokenizer), model.eval()
         self.dim = self.model.config.hidden_size
         self.calls = 0  # backbone forward passes, for tests and benchmarks
 
@@ -165,12 +256,23 @@ class FeatureExtractor:
         for idx, batch in length_sorted_batches(self.tokenizer, texts, self.rm.batch_size, self.rm.max_length):
             batch = batch.to(self.device)
             self.calls += 1
-            hidden = self.model(**batch).last_hidden_state
-            out[idx] = pool(hidden, batch["attention_mask"], self.rm.pooling).float().cpu()
+            hidden = self.model(**backbone_inputs(self.model, batch["input_ids"], batch["attention_mask"]))
+            out[idx] = pool(hidden.last_hidden_state, batch["attention_mask"], self.rm.pooling).float().cpu()
         return out
 
     def cache_key(self, texts: list[str]) -> str:
-        digest = hashlib.sha256(json.dumps([self.rm.backbone, self.rm.pooling, self.rm.max_length]).encode())
+        """Hash of the backbone (name and weights), its tokenizer, pooling, max length and the texts."""
+        if not hasattr(self, "_fingerprint"):
+            self._fingerprint = weights_fingerprint(self.model)
+        setup = [
+            self.rm.backbone,
+            self._fingerprint,
+            type(self.tokenizer).__name__,
+            len(self.tokenizer),
+            self.rm.pooling,
+            self.rm.max_length,
+        ]
+        digest = hashlib.sha256(json.dumps(setup).encode())
         for text in texts:
             digest.update(text.encode("utf-8") + b"\0")
         return digest.hexdigest()[:16]
@@ -197,15 +299,68 @@ def cached_features(extractor: FeatureExtractor, texts: list[str], cache_dir: Pa
     else:
         features = extractor(unique)
         cache_dir.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
+        # a name of this process's own: two sweeps may fill the same cache entry at once
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
         save_file({"features": features.contiguous()}, tmp)
         tmp.replace(path)
     return dict(zip(unique, features))
 
 
+class GroupRewardModel(nn.Module):
+    """Backbone(s) + `GroupHeads`, trained end to end (`freeze_backbone: false`): texts -> (N, U) rewards.
+
+    One shared backbone for SharedRep and Uniform; one backbone per group for MaxMin, whose groups share
+    nothing (the upstream trains a separate reward model per group). Pooling is `pool`, as when frozen.
+    The `config` and tag hooks are the parts of a PreTrainedModel that TRL's RewardTrainer touches.
+    """
+
+    def __init__(self, backbones: list[nn.Module], heads: GroupHeads, pooling: str):
+        super().__init__()
+        self.backbones, self.heads, self.pooling = nn.ModuleList(backbones), heads, pooling
+
+    @property
+    def config(self):
+        return self.backbones[0].config
+
+    def add_model_tags(self, tags) -> None:
+        for backbone in self.backbones:
+            backbone.add_model_tags(tags)
+
+    def gradient_checkpointing_enable(self, **kwargs) -> None:
+        for backbone in self.backbones:
+            backbone.gradient_checkpointing_enable(**kwargs)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **unused) -> torch.Tensor:
+        features = [
+            pool(b(**backbone_inputs(b, input_ids, attention_mask)).last_hidden_state, attention_mask, self.pooling)
+            for b in self.backbones
+        ]
+        return group_rewards(self.heads, features)
+
+
+def text_rewards(model: GroupRewardModel, tokenizer, texts: list[str], rm: RewardModelConfig, device: str = "cpu"):
+    """(N, U) rewards of an in-memory end-to-end model, through `FeatureExtractor` as after loading."""
+    extractors = [FeatureExtractor(rm, device, model=b, tokenizer=tokenizer) for b in model.backbones]
+    heads_device = next(model.heads.parameters()).device  # features come back on the CPU
+    with torch.no_grad():
+        return group_rewards(model.heads.eval(), [e(texts).to(heads_device) for e in extractors]).cpu()
+
+
+def save_reward_model(
+    model: GroupRewardModel, tokenizer, out_dir: Path, groups: list[str], rm: RewardModelConfig, extra: dict
+) -> None:
+    """An end-to-end model: heads.safetensors + config.json as `save_heads`, and each fine-tuned backbone
+    with its tokenizer under backbone/ (or backbone<u>/ per MaxMin group), in safetensors."""
+    names = ["backbone"] if len(model.backbones) == 1 else [f"backbone{u}" for u in range(len(model.backbones))]
+    for name, backbone in zip(names, model.backbones):
+        backbone.save_pretrained(out_dir / name)
+        tokenizer.save_pretrained(out_dir / name)
+    save_heads(model.heads, out_dir, groups, rm, {**extra, "backbones": names, "freeze_backbone": False})
+
+
 def save_heads(heads: GroupHeads, out_dir: Path, groups: list[str], rm: RewardModelConfig, extra: dict) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in heads.state_dict().items()}, out_dir / "heads.safetensors")
+    save_file({k: v.detach().cpu().contiguous() for k, v in heads.state_dict().items()}, out_dir / "heads.safetensors")
     config = {
         "method": heads.method,
         "k": heads.k,
@@ -231,20 +386,34 @@ def load_heads(model_dir: Path) -> tuple[GroupHeads, dict]:
 
 
 class MinOverGroupsReward:
-    """GRPO reward for a learned model: one backbone pass per batch, then min over the group heads."""
+    """GRPO reward for a learned model: one backbone pass per batch, then min over the group heads.
+
+    A frozen-backbone model reads `rm.backbone`; an end-to-end one its own saved backbone(s), one pass
+    each. Tokenization, pooling and max length are the saved model's, so rewards match training."""
 
     def __init__(
         self, model_dir: Path, rm: RewardModelConfig, device: str = "cpu", extractor: FeatureExtractor | None = None
     ):
         self.heads, self.config = load_heads(model_dir)
-        self.extractor = extractor or FeatureExtractor(rm, device)
+        saved = replace(rm, pooling=self.config["pooling"], max_length=self.config["max_length"])
+        if self.config.get("backbones"):
+            self.extractors = [
+                FeatureExtractor(replace(saved, backbone=str(Path(model_dir) / name)), device)
+                for name in self.config["backbones"]
+            ]
+        else:
+            self.extractors = [extractor or FeatureExtractor(replace(saved, backbone=self.config["backbone"]), device)]
         self.text_format = self.config["text_format"]
         self.__name__ = f"min_over_groups_{self.config['method']}"
 
-    def rewards(self, prompts: list[str], responses: list[str]) -> np.ndarray:
+    def all_rewards(self, prompts: list[str], responses: list[str]) -> torch.Tensor:
+        """(N, U): every group's reward."""
         texts = [format_scored_text(self.text_format, p, r) for p, r in zip(prompts, responses, strict=True)]
         with torch.no_grad():
-            return self.heads.min_reward(self.extractor(texts)).numpy()
+            return group_rewards(self.heads, [e(texts) for e in self.extractors])
+
+    def rewards(self, prompts: list[str], responses: list[str]) -> np.ndarray:
+        return self.all_rewards(prompts, responses).min(dim=1).values.numpy()
 
     def __call__(self, prompts, completions, **kwargs) -> list[float]:
         return self.rewards(*chat_to_hh(prompts, completions)).tolist()

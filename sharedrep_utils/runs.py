@@ -4,25 +4,45 @@ A stage writes everything into a hidden partial directory, writes its manifest l
 renames the directory into place: a stage directory that exists with a manifest is finished, and a
 half-written stage is never mistaken for a finished one. A stage whose manifest holds the same
 parameter hash is skipped.
+
+Two processes never work on one stage at once: a stage holds an exclusive lock (`flock` on a
+hidden `.<name>.lock` beside it) from before its "done?" check until its output is in place. The
+kernel drops the lock when a process dies, even by SIGKILL, so a crash never leaves a stage locked.
+A busy stage makes the caller wait up to $SHAREDREP_LOCK_WAIT seconds (default 0: fail at once;
+negative: wait as long as it takes), then raise StageBusy naming the stage and its holder.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import functools
 import hashlib
 import json
 import os
 import platform
 import shutil
+import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 MANIFEST = "manifest.json"
+LOCK_WAIT_ENV = "SHAREDREP_LOCK_WAIT"
+
+
+class StageBusy(RuntimeError):
+    """Another process holds the stage's lock; the message names the stage and who holds it."""
+
+
+class MissingInput(FileNotFoundError):
+    """A stage was asked to run before the stage that makes its inputs; the message names that stage."""
+
+
 _VERSIONED = ("torch", "transformers", "trl", "datasets", "accelerate", "papermill", "numpy", "pandas")
 
 
@@ -106,7 +126,7 @@ def require(stage_dir: Path, made_by: str) -> dict[str, Any]:
     """The manifest of a stage this one reads, or an error naming the stage that makes it."""
     manifest = read_manifest(stage_dir)
     if manifest is None:
-        raise FileNotFoundError(f"{stage_dir} is missing or unfinished; run {made_by} first.")
+        raise MissingInput(f"{stage_dir} is missing or unfinished; run {made_by} first.")
     return manifest
 
 
@@ -142,15 +162,173 @@ def git_commit() -> str | None:
     return result.stdout.strip() or None
 
 
+def lock_path(stage_dir: Path) -> Path:
+    return stage_dir.parent / f".{stage_dir.name}.lock"
+
+
+_held: dict[str, int] = {}  # lock files this process holds -> nesting depth (locks are re-entrant here)
+
+
+def lock_wait() -> float:
+    """Seconds to wait for a busy stage, from $SHAREDREP_LOCK_WAIT (negative = no limit)."""
+    text = os.environ.get(LOCK_WAIT_ENV, "").strip()
+    try:
+        return float(text) if text else 0.0
+    except ValueError:
+        raise ValueError(f"${LOCK_WAIT_ENV}={text!r} is not a number of seconds.") from None
+
+
 @contextlib.contextmanager
-def stage_output(stage_dir: Path, stage: str, params: dict[str, Any], seed: int | None = None) -> Iterator[dict]:
+def stage_lock(stage_dir: Path, stage: str, wait: float | None = None) -> Iterator[None]:
+    """Hold the stage's exclusive lock; re-entrant within one process.
+
+    `wait`: seconds to wait for another holder (None: $SHAREDREP_LOCK_WAIT; negative: forever).
+    The lock file is removed on release; a waiter that locked a file already removed retries on the
+    new one, so two processes never both believe they hold the stage.
+    """
+    path = lock_path(stage_dir)
+    key = os.path.abspath(path)
+    if key in _held:
+        _held[key] += 1
+        try:
+            yield
+        finally:
+            _held[key] -= 1
+        return
+    wait = lock_wait() if wait is None else wait
+    deadline = None if wait < 0 else time.monotonic() + wait
+    path.parent.mkdir(parents=True, exist_ok=True)
+    announced = False
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _read_holder(fd)
+            os.close(fd)
+            if deadline is not None and time.monotonic() >= deadline:
+                waited = f" after waiting {wait:g}s" if wait > 0 else ""
+                raise StageBusy(
+                    f"Stage {stage} ({stage_dir}) is busy{waited}: {holder or 'another process'} is running it; "
+                    f"wait for it to finish, or set ${LOCK_WAIT_ENV} (seconds, -1 = as long as it takes) to wait."
+                ) from None
+            if not announced:
+                print(f"[lock] stage {stage} is busy ({holder or 'another process'}); waiting", flush=True)
+                announced = True
+            time.sleep(0.5)
+            continue
+        try:
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)  # the holder removed this file as we locked it: lock the current one instead
+    os.ftruncate(fd, 0)
+    os.write(fd, f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%H:%M:%S')}".encode())
+    _held[key] = 1
+    try:
+        yield
+    finally:
+        del _held[key]
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)  # while still locked: a waiter re-checks the inode and retries
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def _read_holder(fd: int) -> str:
+    with contextlib.suppress(OSError):
+        return os.pread(fd, 200, 0).decode(errors="replace").strip()
+    return ""
+
+
+def locked(stage: str, target: Callable[..., Path]) -> Callable:
+    """Decorator for a stage's `main`: hold the stage's lock (see stage_lock) for the whole call,
+    so a second process neither redoes the work nor sees it half done. `target(*args)` is the
+    stage's output path for the call's arguments."""
+
+    def wrap(main: Callable) -> Callable:
+        @functools.wraps(main)
+        def run(*args, **kwargs):
+            if not _locking_process():
+                return main(*args, **kwargs)
+            with stage_lock(target(*args, **kwargs), stage):
+                return main(*args, **kwargs)
+
+        return run
+
+    return wrap
+
+
+def _locking_process() -> bool:
+    """Under a multi-process launch (accelerate/torchrun set WORLD_SIZE, RANK) only the main process
+    takes stage locks: it alone writes the stage (distributed.stage_output), for the whole group."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return True
+    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) == 0
+
+
+def clean_stale(stage_dir: Path) -> list[Path]:
+    """Remove what a killed writer of this stage left behind (partial and trash directories).
+
+    Called only with the stage's lock held, so no live writer owns them.
+    """
+    stale = [
+        p
+        for pattern in (
+            f".{stage_dir.name}.partial-*",
+            f".{stage_dir.name}.old-*",
+            f".{manifest_path(stage_dir).name}.tmp-*",  # a single-file stage's manifest, half written
+        )
+        for p in stage_dir.parent.glob(pattern)
+    ]
+    for path in stale:
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    return stale
+
+
+def path_hash(path: Path) -> str:
+    """Content hash of a file, or of every file below a directory (names and contents, sorted)."""
+    if path.is_file():
+        return file_hash(path)
+    digest = hashlib.sha256()
+    for item in sorted(p for p in path.rglob("*") if p.is_file()):
+        digest.update(f"{item.relative_to(path).as_posix()}\0{file_hash(item)}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def input_hashes(inputs: dict[str, Path | str]) -> dict[str, str]:
+    """{name: content hash} of what a stage read, so a result traces to exactly what made it."""
+    return {name: path_hash(Path(path)) for name, path in inputs.items()}
+
+
+@contextlib.contextmanager
+def stage_output(
+    stage_dir: Path,
+    stage: str,
+    params: dict[str, Any],
+    seed: int | None = None,
+    inputs: dict[str, Path | str] | None = None,
+) -> Iterator[dict]:
     """Yield a dict with "path" (a partial directory to write into) and "extra" (manifest additions).
 
     On success: manifest written last into the partial directory, which then replaces `stage_dir`.
     A single-file stage (`stage_dir` has a suffix) writes its file under that name into the partial
     directory; it is moved into place and its manifest written beside it, last.
     On error: the partial directory is removed and any earlier finished `stage_dir` stays as it was.
+    The stage's lock is held throughout; partial directories of a killed earlier attempt are removed.
+    `inputs` ({name: file or directory}) are hashed into the manifest; so are the seed and versions.
     """
+    with stage_lock(stage_dir, stage):
+        clean_stale(stage_dir)
+        yield from _stage_output(stage_dir, stage, params, seed, inputs or {})
+
+
+def _stage_output(stage_dir: Path, stage: str, params: dict, seed: int | None, inputs: dict) -> Iterator[dict]:
     stage_dir.parent.mkdir(parents=True, exist_ok=True)
     partial = stage_dir.parent / f".{stage_dir.name}.partial-{uuid.uuid4().hex[:8]}"
     partial.mkdir()
@@ -167,6 +345,7 @@ def stage_output(stage_dir: Path, stage: str, params: dict[str, Any], seed: int 
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "versions": versions(),
             "git_commit": git_commit(),
+            "inputs": input_hashes(inputs),
             **handle["extra"],
         }
         text = json.dumps(manifest, indent=2, default=str)

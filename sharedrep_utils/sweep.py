@@ -8,12 +8,14 @@ proportion; GRPO and evaluation per policy; results once. Executed notebooks lan
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .bench import PeakRSS
 from .config import Config
 from .runs import (
     eval_file,
@@ -124,25 +126,54 @@ def run_sweep(
     out_dir.mkdir(parents=True, exist_ok=True)
     base = {"profile": cfg.profile, "overrides": {**overrides, "run_dir": str(cfg.run_path.resolve())}}
     steps = plan(cfg, base)
+    if cfg.sweep.launcher == "accelerate":  # the notebooks pass it on to stages.launch
+        config_file = cfg.sweep.accelerate_config or "accelerate's default config"
+        log(f"stages sft, responses, grpo, evaluate run through accelerate launch ({config_file})")
     report = []
     sweep_start = time.time()
+    timings: list[dict[str, Any]] = []  # per-step wall time and kernel peak memory -> notebooks/sweep_log.json
+    earlier = _read_sweep_log(out_dir)
     for i, step in enumerate(steps, 1):
         prefix = f"[{i}/{len(steps)}] {step.label}"
         if step.done():
             log(f"{prefix}: done already, skipped")
             report.append((step.label, "skipped", 0.0))
+            # a step done by an earlier invocation keeps that invocation's timing
+            timings.append(earlier.get(step.label, {"label": step.label, "status": "skipped", "wall_s": 0.0}))
             continue
         log(f"{prefix}: running ...")
         start = time.time()
-        pm.execute_notebook(
-            str(notebooks / f"{step.notebook}.ipynb"),
-            str(out_dir / f"{step.label}.ipynb"),
-            parameters=step.parameters,
-            kernel_name=kernel,
-            progress_bar=False,
-            cwd=str(notebooks),
-        )
+        with PeakRSS() as memory:  # samples the papermill kernel's process tree
+            pm.execute_notebook(
+                str(notebooks / f"{step.notebook}.ipynb"),
+                str(out_dir / f"{step.label}.ipynb"),
+                parameters=step.parameters,
+                kernel_name=kernel,
+                progress_bar=False,
+                cwd=str(notebooks),
+            )
         seconds = time.time() - start
-        log(f"{prefix}: finished in {seconds:.1f}s (total {time.time() - sweep_start:.0f}s)")
+        peak = f", peak {memory.peak_mb:.0f} MB" if memory.peak_mb is not None else ""
+        log(f"{prefix}: finished in {seconds:.1f}s{peak} (total {time.time() - sweep_start:.0f}s)")
         report.append((step.label, "ran", seconds))
+        timings.append(
+            {"label": step.label, "status": "ran", "wall_s": round(seconds, 2), "peak_rss_mb": memory.peak_mb}
+        )
+        _write_sweep_log(out_dir, timings, time.time() - sweep_start)
     return report
+
+
+def _read_sweep_log(out_dir: Path) -> dict[str, dict[str, Any]]:
+    try:
+        return {s["label"]: s for s in json.loads((out_dir / "sweep_log.json").read_text())["steps"]}
+    except (FileNotFoundError, json.JSONDecodeError, KeyError, TypeError):
+        return {}
+
+
+def _write_sweep_log(out_dir: Path, steps: list[dict[str, Any]], total_s: float) -> None:
+    """Per-step timings of this sweep invocation (what `sharedrep bench` reads), replaced atomically."""
+    log_file = out_dir / "sweep_log.json"
+    tmp = log_file.with_name(f".{log_file.name}.tmp")
+    ran = sum(s["wall_s"] for s in steps if s["status"] == "ran")
+    tmp.write_text(json.dumps({"total_s": round(total_s, 1), "ran_s": round(ran, 1), "steps": steps}, indent=2))
+    tmp.replace(log_file)

@@ -12,7 +12,7 @@ from sharedrep_utils.cli import main
         (["--proportions", "1.5"], "1.5 is outside (0, 1)"),
         (["--ks", "0"], "K=0"),
         (["--methods", "maxmin", "dpo"], "'dpo'"),
-        (["--set", "grpo.betta=0.1"], "Did you mean grpo.'beta'"),
+        (["--set", "grpo.betta=0.1"], "did you mean 'grpo.beta'"),
         (["--set", "gold.groups.majority.harmless=0.9"], "sum to 1.2"),
         (["--set", "data.hh_dir=/no/such/dir"], "/no/such/dir"),
         (["--set", "sft.learning_rate=fast"], "sft.learning_rate must be a number"),

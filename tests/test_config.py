@@ -113,8 +113,9 @@ def test_unknown_key_suggests_the_nearest_name(key, suggestion):
     with pytest.raises(ConfigError) as info:
         load_config("smoke", {key: 1})
     message = str(info.value)
-    assert repr(key.split(".")[-1]) in message
-    assert "Did you mean" in message and repr(suggestion) in message
+    assert repr(key) in message
+    section = key.rpartition(".")[0]
+    assert "did you mean" in message and repr(f"{section}.{suggestion}" if section else suggestion) in message
 
 
 @pytest.mark.parametrize(
@@ -181,6 +182,7 @@ def test_missing_hh_dir_is_refused_naming_it(tmp_path, monkeypatch):
         load_config("smoke")
     existing = tmp_path / "hh"
     existing.mkdir()
+    (existing / "test.jsonl").write_text("")  # a data directory holds HH files
     monkeypatch.setenv(HH_DIR_ENV, str(existing))
     assert load_config("smoke").hh_dir() == str(existing)
     # the profile's value wins over the environment

@@ -43,6 +43,27 @@ def test_paper_profile_is_the_upstream_setup(paper):
     assert (paper.grpo.learning_rate, paper.grpo.beta, paper.grpo.num_generations) == (1e-5, 0.05, 2)
 
 
+def test_paper_profile_matches_the_upstream_experiment_sizes(paper):
+    """Issue 8: 10K prompts with 2 responses each, 5 proportions, seeds 42 and 123, K 2 and 16,
+    2,000 test prompts, 256 new tokens everywhere, greedy evaluation."""
+    import inspect
+
+    from sharedrep_utils.stages import responses
+
+    assert paper.data.n_preference_prompts == 10_000
+    assert "num_return_sequences=2" in inspect.getsource(responses.main)  # two responses per prompt
+    assert paper.sweep.proportions == [0.01, 0.05, 0.1, 0.15, 0.2]
+    assert paper.sweep.seeds == [42, 123]
+    assert paper.reward_model.ks == [2, 16]
+    assert paper.data.n_eval_prompts == 2_000
+    assert paper.generation.max_new_tokens == paper.evaluation.max_new_tokens == 256
+    assert paper.grpo.max_completion_length == 256
+    assert paper.evaluation.do_sample is False  # greedy
+    assert paper.grpo.num_generations == 2 and paper.grpo.per_device_train_batch_size == 4
+    assert paper.data.n_grpo_prompts == 0  # GRPO on the 10K preference prompts
+    assert len(paper.policy_methods()) == 4  # maxmin, sharedrep-k2, sharedrep-k16, uniform
+
+
 def test_sft_stage_reaches_the_hub_model_and_writes_nothing(paper):
     with pytest.raises(OSError, match="TinyLlama"):
         sft.main(paper)

@@ -182,9 +182,51 @@ def test_figure_paths_lists_png_files_only(tmp_path):
     assert [p.name for p in report.figure_paths(tmp_path)] == ["a.png", "b.png"]
 
 
+def test_generation_settings_one_row_per_setting():
+    table = pd.DataFrame(
+        {"prompt_id": ["a", "b"], "do_sample": [True, True], "temperature": [0.7, 0.7], "top_p": [0.9, 0.9],
+         "generation_seed": [5, 5], "max_new_tokens": [32, 32]}
+    )  # fmt: skip
+    settings = report.generation_settings(table)
+    assert settings.to_dict("records") == [
+        {"do_sample": True, "temperature": 0.7, "top_p": 0.9, "generation_seed": 5, "max_new_tokens": 32}
+    ]
+
+
+def test_table_paths_sorted_by_k(tmp_path):
+    for name in ("table_k16.md", "table_k2.md", "table_k2.tex", "summary.md"):
+        (tmp_path / name).write_text("")
+    assert [p.name for p in report.table_paths(tmp_path)] == ["table_k2.md", "table_k16.md"]
+    assert [p.name for p in report.table_paths(tmp_path, "tex")] == ["table_k2.tex"]
+
+
+def test_caption_of_reads_the_results_manifest(tmp_path):
+    from sharedrep_utils.runs import stage_output
+
+    with stage_output(tmp_path / "results", "results", {}) as stage:
+        stage["extra"].update(caption="Profile smoke; seeds 1; n = 3.")
+    assert report.caption_of(tmp_path / "results") == "Profile smoke; seeds 1; n = 3."
+    assert report.caption_of(tmp_path / "missing") == ""
+
+
+def test_results_overview_formats_intervals_and_missing_win_rates():
+    summary = pd.DataFrame(
+        {"method": ["gold", "sharedrep"], "k": pd.array([None, 2], dtype="Int64"), "proportion": [0.1, 0.1],
+         "group": ["minority"] * 2, "n": [4, 4], "mean_gold_score": [1.0, 0.5], "sem_gold_score": [0.1, 0.2],
+         "ci_low_gold_score": [0.8, 0.1], "ci_high_gold_score": [1.2, 0.9], "win_rate_vs_gold": [None, 0.25],
+         "win_rate_ci_low": [None, 0.0], "win_rate_ci_high": [None, 0.5], "seed_sd_gold_score": [None, 0.05]}
+    )  # fmt: skip
+    view = report.results_overview(summary)
+    assert view["policy"].tolist() == ["Gold", "SharedRep (K=2)"]
+    assert view["mean ± SEM"].tolist() == ["1.000 ± 0.100", "0.500 ± 0.200"]
+    assert view["mean [CI]"].tolist() == ["1.000 [0.800, 1.200]", "0.500 [0.100, 0.900]"]
+    assert view["win rate vs gold [CI]"].tolist() == ["—", "0.25 [0.00, 0.50]"]
+
+
 def test_sft_samples_uses_held_out_prompts_greedily(tmp_path, monkeypatch):
     from sharedrep_utils import hh_data, policy
 
+    (tmp_path / "hh.jsonl").write_text("")  # config checks the HH directory holds data files; load_hh is stubbed
     cfg = load_config("smoke", {"run_dir": str(tmp_path), "data.hh_dir": str(tmp_path)})
     heldout = [hh_data.Example(f"id{i}", f"\n\nHuman: q{i}", "c", "r") for i in range(5)]
     calls = {}

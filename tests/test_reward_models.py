@@ -2,6 +2,7 @@
 
 import math
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -412,3 +413,87 @@ def test_pair_tensors_look_up_features_by_scored_text():
         features[format_scored_text(fmt, "\n\nHuman: p2", "r2")].item(),
     ]
     assert ids.tolist() == [1, 0] and ids.dtype == torch.long
+
+
+# --- decoder backbones (pad == eos), left or right padding ------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_decoders(tmp_path_factory):
+    import tiny_backbones
+
+    root = tmp_path_factory.mktemp("decoders")
+    return {kind: tiny_backbones.build(kind, root / kind) for kind in ("gpt2", "llama")}
+
+
+@pytest.mark.parametrize("kind", ["gpt2", "llama"])
+def test_decoder_features_are_the_last_real_token_whatever_the_padding(tiny_decoders, kind):
+    import tiny_backbones
+
+    rm = RewardModelConfig(backbone=str(tiny_decoders[kind]), pooling="last", batch_size=8, max_length=32)
+    right = FeatureExtractor(rm)
+    assert right.tokenizer.pad_token == right.tokenizer.eos_token == tiny_backbones.EOS  # pad == eos
+    texts = TEXTS + [TEXTS[1] + tiny_backbones.EOS]  # a text that ends in the eos (= pad) token itself
+    a = right(texts)
+    left = FeatureExtractor(rm)
+    left.tokenizer.padding_side = "left"  # as many decoder tokenizers ship; position ids follow the mask
+    b = left(texts)
+    single = FeatureExtractor(replace(rm, batch_size=1))(texts)
+    assert torch.allclose(a, single, atol=1e-5) and torch.allclose(b, single, atol=1e-5)
+    # the trailing eos is a real token (attention mask), not mistaken for padding
+    assert not torch.allclose(a[-1], a[1], atol=1e-4)
+    unpadded = right.model(**right.tokenizer(texts[-1], return_tensors="pt")).last_hidden_state[0, -1]
+    assert torch.allclose(a[-1], unpadded, atol=1e-5)
+
+
+def test_feature_cache_key_depends_on_the_weights_behind_a_path(tmp_path):
+    import tiny_backbones
+
+    path = tiny_backbones.build("gpt2", tmp_path / "m", seed=0)
+    rm = RewardModelConfig(backbone=str(path), pooling="last")
+    first = FeatureExtractor(rm).cache_key(TEXTS)
+    assert FeatureExtractor(rm).cache_key(TEXTS) == first  # same weights, same key
+    tiny_backbones.build("gpt2", tmp_path / "m", seed=1)  # retrained in place: same name, new weights
+    assert FeatureExtractor(rm).cache_key(TEXTS) != first
+    assert FeatureExtractor(replace(rm, max_length=64)).cache_key(TEXTS) != FeatureExtractor(rm).cache_key(TEXTS)
+
+
+# --- schedules and the paper profile ----------------------------------------------------------
+
+
+def test_linear_schedule_and_clipping_change_training_and_stay_reproducible():
+    chosen, rejected, ids = opposed_groups(n=64)
+    plain = HeadConfig(learning_rate=0.05, num_epochs=3, batch_size=16, tanh=False)
+    linear = replace(plain, lr_scheduler="linear", max_grad_norm=1.0)
+    a, _ = train_heads("maxmin", None, 2, chosen, rejected, ids, plain, seed=0)
+    b, _ = train_heads("maxmin", None, 2, chosen, rejected, ids, linear, seed=0)
+    c, _ = train_heads("maxmin", None, 2, chosen, rejected, ids, linear, seed=0)
+    assert not torch.equal(a.net.weight, b.net.weight)
+    assert torch.equal(b.net.weight, c.net.weight)
+
+
+def test_paper_profile_has_the_upstream_per_method_choices():
+    from sharedrep_utils.config import load_config
+
+    rm = load_config("paper").reward_model
+    assert rm.freeze_backbone and rm.backbone == "gpt2-large" and rm.pooling == "last"
+    assert (rm.sharedrep.learning_rate, rm.maxmin.learning_rate) == (5e-4, 5e-5)
+    assert rm.sharedrep.tanh and not rm.maxmin.tanh and not rm.uniform.tanh  # tanh: SharedRep only
+    for hp in (rm.maxmin, rm.sharedrep, rm.uniform):
+        assert (hp.num_epochs, hp.batch_size, hp.lr_scheduler, hp.max_grad_norm) == (3, 16, "linear", 1.0)
+        assert hp.center_rewards_coefficient == 0.0 and not hp.simplex_mixing
+
+
+@pytest.mark.parametrize(
+    ("override", "match"),
+    [
+        ({"reward_model.sharedrep.lr_scheduler": "cosine"}, "'cosine' is not one of constant, linear"),
+        ({"reward_model.maxmin.num_epochs": 0}, "must all be positive"),
+        ({"reward_model.uniform.max_grad_norm": -1}, "negative"),
+    ],
+)
+def test_bad_head_options_are_one_clear_error(override, match):
+    from sharedrep_utils.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match=match):
+        load_config("smoke", override)

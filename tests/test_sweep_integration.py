@@ -62,11 +62,10 @@ def sweep(run_dir: Path) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def finished_run(tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("sweep") / "run"
-    result = sweep(run_dir)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return run_dir, result
+def finished_run(reference_run):
+    """The session's one uninterrupted small sweep (tests/conftest.py: the same SMALL settings as
+    `sweep` here), shared with the crash-resume and safety tests: one sweep fewer per test run."""
+    return reference_run
 
 
 def test_summary_contract(finished_run):

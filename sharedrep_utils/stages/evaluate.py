@@ -7,11 +7,13 @@ from dataclasses import asdict
 
 import pandas as pd
 
+from .. import distributed
 from ..config import Config
+from ..distributed import stage_output  # only the main process writes under accelerate launch
 from ..gold import GoldScorer
 from ..hh_data import load_hh, take
 from ..policy import generate, load_policy, pick_device
-from ..runs import eval_file, is_done, policy_dir, policy_id, require, stage_output
+from ..runs import eval_file, is_done, locked, policy_dir, policy_id, require
 from . import command_line
 from .grpo import check_method
 
@@ -30,6 +32,17 @@ def params(cfg: Config, seed: int | None, proportion: float | None, method: str)
     }
 
 
+def generation_settings(ev) -> dict:
+    """The decoding settings stored with every completion (sampling fields only when sampling)."""
+    return {
+        "do_sample": ev.do_sample,
+        "temperature": ev.temperature if ev.do_sample else None,
+        "top_p": ev.top_p if ev.do_sample else None,
+        "generation_seed": ev.seed if ev.do_sample else None,
+        "max_new_tokens": ev.max_new_tokens,
+    }
+
+
 def normalise(seed: int | None, proportion: float | None, method: str) -> tuple[int | None, float | None]:
     if method == "sft":
         return None, None
@@ -38,6 +51,11 @@ def normalise(seed: int | None, proportion: float | None, method: str) -> tuple[
     return seed, proportion
 
 
+def output_file(cfg: Config, seed: int | None, proportion: float | None, method: str):
+    return eval_file(cfg.run_path, policy_id(*normalise(seed, proportion, method), method))
+
+
+@locked("05_evaluate", output_file)
 def main(cfg: Config, seed: int | None, proportion: float | None, method: str) -> pd.DataFrame:
     seed, proportion = normalise(seed, proportion, method)
     pid = policy_id(seed, proportion, method)
@@ -50,32 +68,42 @@ def main(cfg: Config, seed: int | None, proportion: float | None, method: str) -
     prompts = take(data.test, cfg.data.n_eval_prompts)
     model, tokenizer = load_policy(policy_dir(cfg.run_path, seed, proportion, method) / "model", cfg.policy, device)
     ev = cfg.evaluation
-    completions = generate(
-        model,
-        tokenizer,
+    # under accelerate launch each process generates a contiguous shard; gathered back in prompt order
+    completions = distributed.map_in_order(
+        lambda shard, start, model=model: generate(  # model bound now: it is deleted below
+            model,
+            tokenizer,
+            shard,
+            max_new_tokens=ev.max_new_tokens,
+            batch_size=ev.batch_size,
+            do_sample=ev.do_sample,
+            temperature=ev.temperature,
+            top_p=ev.top_p,
+            seed=ev.seed + start,  # one sampling seed for every policy: differences come from the policies
+        ),
         [e.prompt for e in prompts],
-        max_new_tokens=ev.max_new_tokens,
-        batch_size=ev.batch_size,
-        do_sample=ev.do_sample,
-        seed=seed or 0,
     )
     del model
     table = pd.DataFrame(
         {
-            "prompt_id": [e.prompt_id for e in prompts],
+            "prompt_id": [e.prompt_id for e in prompts],  # policies are matched by this id, never by text
             "prompt": [e.prompt for e in prompts],
             "completion": [c[0] for c in completions],
         }
     )
     scorer = GoldScorer(cfg.gold, device)
-    traits = scorer.traits(list(table["prompt"]), list(table["completion"]))
+    traits = distributed.map_columns(scorer.traits, list(table["prompt"]), list(table["completion"]))
     for name, values in traits.items():
         table[f"trait_{name}"] = values
     for name, values in scorer.groups(traits).items():
         table[f"group_{name}"] = values
     table["policy_id"], table["method"], table["seed"], table["proportion"] = pid, method, seed, proportion
-    table["do_sample"], table["max_new_tokens"] = ev.do_sample, ev.max_new_tokens
-    with stage_output(out, "evaluate", p, seed=seed) as stage:
+    for key, value in generation_settings(ev).items():
+        table[key] = value
+    if table["prompt_id"].duplicated().any():
+        raise ValueError(f"{pid}: duplicate prompt ids in the evaluation prompts; policies could not be matched.")
+    inputs = {**data.files, "policy_model": policy_dir(cfg.run_path, seed, proportion, method) / "model"}
+    with stage_output(out, "evaluate", p, seed=seed, inputs=inputs) as stage:
         table.to_parquet(stage["path"] / out.name, index=False)
         stage["extra"].update(
             policy_id=pid, method=method, proportion=proportion, n_prompts=len(table), data_warning=data.warning

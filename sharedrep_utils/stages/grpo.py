@@ -11,11 +11,12 @@ import json
 from dataclasses import asdict
 
 from ..config import Config, ConfigError
+from ..distributed import stage_output  # only the main process writes under accelerate launch
 from ..gold import GoldMinReward, GoldScorer
 from ..hh_data import load_hh, take, to_messages
 from ..policy import load_tokenizer, pick_device
 from ..reward_models import MinOverGroupsReward
-from ..runs import is_done, policy_dir, read_manifest, require, rm_dir, sft_dir, stage_output
+from ..runs import is_done, locked, policy_dir, read_manifest, require, rm_dir, sft_dir
 from ..training import trainer_arguments
 from . import command_line
 
@@ -50,6 +51,7 @@ def reward_function(cfg: Config, seed: int, proportion: float | None, method: st
     return MinOverGroupsReward(rm_dir(cfg.run_path, seed, proportion) / method, cfg.reward_model, device)
 
 
+@locked("04_grpo", lambda cfg, seed, proportion, method: policy_dir(cfg.run_path, seed, proportion, method))
 def main(cfg: Config, seed: int, proportion: float | None, method: str) -> list[dict]:
     """Trains the policy (unless done); returns TRL's log history."""
     from datasets import Dataset
@@ -68,7 +70,10 @@ def main(cfg: Config, seed: int, proportion: float | None, method: str) -> list[
     sft_model = sft_dir(cfg.run_path) / "model"
     tokenizer = load_tokenizer(sft_model, cfg.policy)
     g = cfg.grpo
-    with stage_output(out, "grpo", p, seed=seed) as stage:
+    inputs = {**data.files, "sft_model": sft_model}
+    if method != "gold":
+        inputs["reward_heads"] = rm_dir(cfg.run_path, seed, proportion) / method
+    with stage_output(out, "grpo", p, seed=seed, inputs=inputs) as stage:
         args = GRPOConfig(
             **trainer_arguments(device, seed, stage["path"] / "trainer", g.trainer_kwargs),
             learning_rate=g.learning_rate,
@@ -92,9 +97,15 @@ def main(cfg: Config, seed: int, proportion: float | None, method: str) -> list[
         )
         trainer.train()
         trainer.save_model(str(stage["path"] / "model"))
+        # Trainer pickles its arguments there; the manifest holds them, and a run keeps no pickles
+        (stage["path"] / "model" / "training_args.bin").unlink(missing_ok=True)
         tokenizer.save_pretrained(str(stage["path"] / "model"))
         (stage["path"] / "training_log.json").write_text(json.dumps(trainer.state.log_history, indent=2))
-        stage["extra"].update(log_history=trainer.state.log_history, n_prompts=len(prompts))
+        stage["extra"].update(
+            log_history=trainer.state.log_history,
+            n_prompts=len(prompts),
+            generation_backend="vllm" if args.use_vllm else "transformers",  # vLLM falls back when not installed
+        )
     return read_manifest(out)["log_history"]
 
 
@@ -103,10 +114,12 @@ if __name__ == "__main__":
 
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--method", required=True)
+    pre.add_argument("--proportion", default=None)  # gold is per seed: a proportion given for it is ignored
     known, rest = pre.parse_known_args()
     if known.method == "gold":
         command_line(lambda cfg, seed: main(cfg, seed, None, "gold"), rest, seed=int)
     else:
+        rest += ["--proportion", known.proportion] if known.proportion is not None else []
         command_line(
             lambda cfg, seed, proportion: main(cfg, seed, proportion, known.method), rest, seed=int, proportion=float
         )

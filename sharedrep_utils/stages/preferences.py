@@ -7,7 +7,7 @@ import pandas as pd
 
 from ..config import Config
 from ..groups import build_preferences
-from ..runs import is_done, preferences_dir, require, responses_dir, stage_output
+from ..runs import is_done, locked, preferences_dir, require, responses_dir, stage_output
 from . import command_line
 
 
@@ -21,16 +21,18 @@ def params(cfg: Config, seed: int, proportion: float) -> dict:
     }
 
 
+@locked("02_preference_data", lambda cfg, seed, proportion: preferences_dir(cfg.run_path, seed, proportion))
 def main(cfg: Config, seed: int, proportion: float) -> pd.DataFrame:
     out, p = preferences_dir(cfg.run_path, seed, proportion), params(cfg, seed, proportion)
     if is_done(out, p):
         print(f"[preferences] already done: {out}")
         return pd.read_parquet(out / "preferences.parquet")
-    responses = pd.read_parquet(responses_dir(cfg.run_path) / "responses.parquet")
+    source = responses_dir(cfg.run_path) / "responses.parquet"
+    responses = pd.read_parquet(source)
     pairs, counts = build_preferences(
         responses, list(cfg.gold.traits), cfg.gold.groups, cfg.gold.minority_group, proportion, seed
     )
-    with stage_output(out, "preferences", p, seed=seed) as stage:
+    with stage_output(out, "preferences", p, seed=seed, inputs={"responses": source}) as stage:
         pairs.to_parquet(stage["path"] / "preferences.parquet", index=False)
         stage["extra"].update(counts=counts)
     return pairs

@@ -7,12 +7,14 @@ from dataclasses import asdict
 
 import pandas as pd
 
+from .. import distributed
 from ..config import Config
+from ..distributed import stage_output  # only the main process writes under accelerate launch
 from ..gold import GoldScorer
 from ..groups import disagreement
 from ..hh_data import load_hh, take
 from ..policy import generate, load_policy, pick_device
-from ..runs import is_done, require, responses_dir, sft_dir, stage_output
+from ..runs import is_done, locked, require, responses_dir, sft_dir
 from . import command_line
 
 
@@ -26,6 +28,7 @@ def params(cfg: Config) -> dict:
     }
 
 
+@locked("02_preference_data (responses)", lambda cfg: responses_dir(cfg.run_path))
 def main(cfg: Config) -> pd.DataFrame:
     out, p = responses_dir(cfg.run_path), params(cfg)
     if is_done(out, p):
@@ -36,17 +39,21 @@ def main(cfg: Config) -> pd.DataFrame:
     prompts = take(data.train, cfg.data.n_preference_prompts)
     model, tokenizer = load_policy(sft_dir(cfg.run_path) / "model", cfg.policy, device)
     gen = cfg.generation
-    samples = generate(
-        model,
-        tokenizer,
+    # under accelerate launch each process samples a contiguous shard; gathered back in prompt order
+    samples = distributed.map_in_order(
+        lambda shard, start, model=model: generate(  # model bound now: it is deleted below
+            model,
+            tokenizer,
+            shard,
+            max_new_tokens=gen.max_new_tokens,
+            batch_size=gen.batch_size,
+            do_sample=True,
+            temperature=gen.temperature,
+            top_p=gen.top_p,
+            num_return_sequences=2,
+            seed=cfg.seed + start,
+        ),
         [e.prompt for e in prompts],
-        max_new_tokens=gen.max_new_tokens,
-        batch_size=gen.batch_size,
-        do_sample=True,
-        temperature=gen.temperature,
-        top_p=gen.top_p,
-        num_return_sequences=2,
-        seed=cfg.seed,
     )
     del model
     table = pd.DataFrame(
@@ -59,15 +66,18 @@ def main(cfg: Config) -> pd.DataFrame:
     )
     scorer = GoldScorer(cfg.gold, device)
     for i in (0, 1):
-        for trait, values in scorer.traits(list(table["prompt"]), list(table[f"response_{i}"])).items():
+        scored = distributed.map_columns(scorer.traits, list(table["prompt"]), list(table[f"response_{i}"]))
+        for trait, values in scored.items():
             table[f"{trait}_{i}"] = values
-    with stage_output(out, "responses", p, seed=cfg.seed) as stage:
+    inputs = {**data.files, "sft_model": sft_dir(cfg.run_path) / "model"}
+    with stage_output(out, "responses", p, seed=cfg.seed, inputs=inputs) as stage:
         table.to_parquet(stage["path"] / "responses.parquet", index=False)
         stage["extra"].update(
             n_prompts=len(table),
             group_disagreement=disagreement(table, list(cfg.gold.traits), cfg.gold.groups),
             identical_pairs=int((table["response_0"] == table["response_1"]).sum()),
             data_warning=data.warning,
+            skipped_rows=dict(data.skipped),
         )
     return table
 

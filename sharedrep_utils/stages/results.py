@@ -1,14 +1,36 @@
-"""Stage 6 (once): summary table and figures from the saved evaluation files alone.
-Output: results/summary.csv, results/summary.md, figures (PNG + PDF)."""
+"""Stage 6 (once): statistics, tables and figures from the saved files alone (evaluation parquet
+files, reward-model metrics.json, GRPO training logs, manifests): no model is loaded, so it runs in
+seconds on a finished run directory, also one copied back from a GPU machine.
+
+Output (results/): summary.csv (pooled over seeds), summary_by_seed.csv, head_to_head.csv,
+rm_accuracy.csv, table_k<K>.{md,tex,csv}, summary.md, and figures as PNG + PDF.
+"""
 
 from __future__ import annotations
 
+import json
+from dataclasses import asdict
+from pathlib import Path
+
 import pandas as pd
 
-from .. import plots
+from .. import plots, tables
 from ..config import Config
-from ..runs import eval_file, is_done, policy_id, read_manifest, require, results_dir, sft_dir, stage_output
-from ..stats import summarize
+from ..report import training_curves
+from ..runs import (
+    eval_file,
+    is_done,
+    locked,
+    policy_dir,
+    policy_id,
+    read_manifest,
+    require,
+    results_dir,
+    rm_dir,
+    sft_dir,
+    stage_output,
+)
+from ..stats import Options, head_to_head, split_method, summarize_all
 from . import command_line
 
 
@@ -22,43 +44,180 @@ def planned_policies(cfg: Config) -> list[tuple[int | None, float | None, str]]:
     return out
 
 
+def _hash(path: Path) -> str | None:
+    manifest = read_manifest(path)
+    return manifest["params_hash"] if manifest else None
+
+
 def params(cfg: Config) -> dict:
-    evals = {}
+    """Evaluation files are required; reward-model and GRPO stages are optional (figures skipped)."""
+    evals, grpo = {}, {}
     for seed, prop, method in planned_policies(cfg):
         pid = policy_id(seed, prop, method)
         evals[pid] = require(eval_file(cfg.run_path, pid), f"05_evaluate for {pid}")["params_hash"]
-    return {"evals": evals, "groups": list(cfg.gold.groups)}
+        if method != "sft":
+            grpo[pid] = _hash(policy_dir(cfg.run_path, seed, prop, method))
+    rms = {
+        f"seed{s}-prop{p:g}": _hash(rm_dir(cfg.run_path, s, p)) for s in cfg.sweep.seeds for p in cfg.sweep.proportions
+    }
+    return {
+        "evals": evals,
+        "reward_models": rms,
+        "grpo": grpo,
+        "groups": list(cfg.gold.groups),
+        "results": asdict(cfg.results),
+    }
 
 
-def caption(cfg: Config, summary: pd.DataFrame) -> str:
+def options(cfg: Config) -> Options:
+    r = cfg.results
+    return Options(r.ties, r.tie_tolerance, r.n_bootstrap, r.confidence, r.bootstrap_seed)
+
+
+def load_evals(cfg: Config) -> dict[tuple[int | None, float | None, str], pd.DataFrame]:
+    return {
+        (seed, prop, method): pd.read_parquet(eval_file(cfg.run_path, policy_id(seed, prop, method)))
+        for seed, prop, method in planned_policies(cfg)
+    }
+
+
+def score_frame(evals: dict, groups: list[str]) -> pd.DataFrame:
+    """Long table of per-prompt gold group scores: method, k, seed, proportion, group, prompt_id, score."""
+    parts = []
+    for (seed, prop, method), table in evals.items():
+        name, k = split_method(method)
+        for group in groups:
+            parts.append(
+                pd.DataFrame(
+                    {
+                        "method": name,
+                        "k": k,
+                        "seed": seed,
+                        "proportion": prop,
+                        "group": group,
+                        "prompt_id": table["prompt_id"],
+                        "score": table[f"group_{group}"].astype(float),
+                    }
+                )
+            )
+    frame = pd.concat(parts, ignore_index=True)
+    frame["k"] = frame["k"].astype("Int64")
+    return frame
+
+
+def rm_metrics_frame(cfg: Config) -> pd.DataFrame:
+    """Per (seed, proportion, reward model, split, group): n, accuracy, mean margin, from metrics.json."""
+    rows = []
+    for seed in cfg.sweep.seeds:
+        for prop in cfg.sweep.proportions:
+            for name in cfg.policy_methods():
+                path = rm_dir(cfg.run_path, seed, prop) / name / "metrics.json"
+                if not path.is_file():
+                    continue
+                metrics = json.loads(path.read_text())
+                method, k = split_method(name)
+                for split in ("train", "test"):
+                    for group, values in metrics.get(split, {}).items():
+                        rows.append(
+                            {"seed": seed, "proportion": prop, "method": method, "k": k, "split": split, "group": group}
+                            | {key: values.get(key) for key in ("n", "accuracy", "mean_margin")}
+                        )
+    columns = ["seed", "proportion", "method", "k", "split", "group", "n", "accuracy", "mean_margin"]
+    frame = pd.DataFrame(rows, columns=columns)
+    frame["k"] = frame["k"].astype("Int64")
+    return frame
+
+
+def training_log(directory: Path) -> list[dict] | None:
+    """TRL's log history as the GRPO stage saved it (training_log.json, else the manifest's copy)."""
+    path = directory / "training_log.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    manifest = read_manifest(directory)
+    return manifest.get("log_history") if manifest else None
+
+
+def curves_frame(cfg: Config) -> pd.DataFrame:
+    """Long table of GRPO curves (reward, KL, completion length): seed, proportion, method, k, step, metric, value."""
+    parts = []
+    for seed, prop, method in planned_policies(cfg):
+        if method == "sft":
+            continue
+        history = training_log(policy_dir(cfg.run_path, seed, prop, method))
+        if not history:
+            continue
+        name, k = split_method(method)
+        parts.append(training_curves(history).assign(seed=seed, proportion=prop, method=name, k=k))
+    columns = ["seed", "proportion", "method", "k", "step", "metric", "value"]
+    if not parts:
+        return pd.DataFrame(columns=columns)
+    frame = pd.concat(parts, ignore_index=True)[columns]
+    frame["k"] = frame["k"].astype("Int64")
+    frame["proportion"] = frame["proportion"].astype(float)
+    return frame
+
+
+def caption(cfg: Config, by_seed: pd.DataFrame) -> str:
+    """The line under every figure and table: profile, seeds, n, data source, decoding."""
     sft = read_manifest(sft_dir(cfg.run_path)) or {}
-    n = int(summary["n"].max()) if len(summary) else 0
+    ev = cfg.evaluation
+    ns = sorted({int(n) for n in by_seed["n"]}) or [0]
+    per_seed = f"{ns[0]}" if len(ns) == 1 else f"{ns[0]}-{ns[-1]}"
+    decoding = f"sampling (T={ev.temperature:g}, top-p={ev.top_p:g}, seed {ev.seed})" if ev.do_sample else "greedy"
     text = (
-        f"profile {cfg.profile}; seeds {', '.join(map(str, cfg.sweep.seeds))}; up to n = {n} held-out prompts per "
-        f"point (pooled over seeds); data {sft.get('data_source', '?')}; greedy decoding."
+        f"Profile {cfg.profile}; seeds {', '.join(map(str, cfg.sweep.seeds))}; n = {per_seed} held-out prompts per "
+        f"policy and seed (pooled over seeds); {decoding} decoding, {ev.max_new_tokens} new tokens; "
+        f"data {sft.get('data_source', '?')}."
     )
     warning = sft.get("data_warning")
     return f"{warning} {text}" if warning else text
 
 
+def build(cfg: Config, out: Path) -> dict[str, pd.DataFrame]:
+    """Every statistic, table and figure into `out`; returns the frames written."""
+    groups = list(cfg.gold.groups)
+    opts = options(cfg)
+    evals = load_evals(cfg)
+    summary, by_seed = summarize_all(evals, groups, opts)
+    h2h = head_to_head(evals, groups, "sharedrep", "maxmin", opts)
+    rm = rm_metrics_frame(cfg)
+    curves = curves_frame(cfg)
+    text = caption(cfg, by_seed)
+    summary.to_csv(out / "summary.csv", index=False)
+    by_seed.to_csv(out / "summary_by_seed.csv", index=False)
+    h2h.to_csv(out / "head_to_head.csv", index=False)
+    rm.to_csv(out / "rm_accuracy.csv", index=False)
+    table_paths = tables.write_tables(summary, out, text, opts.ties)
+    sections = [p.read_text() for p in table_paths if p.suffix == ".md"]
+    sections.append(tables.head_to_head_markdown(h2h))
+    (out / "summary.md").write_text("\n".join(sections) + f"\n_{text}_\n")
+    plots.gold_score_figure(summary, out, text)
+    plots.win_rate_figure(summary, out, text)
+    plots.score_distribution_figure(score_frame(evals, groups), out, text)
+    if summary["method"].eq("sharedrep").any():
+        plots.k_ablation_figure(summary, out, text)
+    if len(rm):
+        plots.rm_accuracy_figure(rm, out, text)
+    else:
+        print("[results] no reward-model metrics.json found: rm_accuracy_vs_proportion skipped")
+    if len(curves):
+        plots.training_curves_figure(curves, out, text)
+    else:
+        print("[results] no GRPO training logs found: grpo_training_curves skipped")
+    return {"summary": summary, "by_seed": by_seed, "head_to_head": h2h, "rm": rm, "curves": curves, "caption": text}
+
+
+@locked("06_results", lambda cfg: results_dir(cfg.run_path))
 def main(cfg: Config) -> pd.DataFrame:
     out, p = results_dir(cfg.run_path), params(cfg)
     if is_done(out, p):
         print(f"[results] already done: {out}")
         return pd.read_csv(out / "summary.csv")
-    evals = {
-        (seed, prop, method): pd.read_parquet(eval_file(cfg.run_path, policy_id(seed, prop, method)))
-        for seed, prop, method in planned_policies(cfg)
-    }
-    summary = summarize(evals, list(cfg.gold.groups))
-    with stage_output(out, "results", p) as stage:
-        summary.to_csv(stage["path"] / "summary.csv", index=False)
-        text = caption(cfg, summary)
-        plots.gold_score_figure(summary, stage["path"], text)
-        plots.win_rate_figure(summary, stage["path"], text)
-        (stage["path"] / "summary.md").write_text(plots.markdown_table(summary) + f"\n_{text}_\n")
-        stage["extra"].update(caption=text)
-    return summary
+    inputs = {policy_id(*key): eval_file(cfg.run_path, policy_id(*key)) for key in planned_policies(cfg)}
+    with stage_output(out, "results", p, inputs=inputs) as stage:
+        built = build(cfg, stage["path"])
+        stage["extra"].update(caption=built["caption"], files=sorted(f.name for f in stage["path"].iterdir()))
+    return built["summary"]
 
 
 if __name__ == "__main__":

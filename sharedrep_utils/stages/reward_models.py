@@ -1,21 +1,48 @@
-"""Stage 3 (per seed × proportion): MaxMin, SharedRep for each K, and Uniform reward heads on one
-frozen backbone. Features are computed once per unique text (cached under features/ and shared by
-every seed × proportion), then every head trains on the cache.
-Output: seed<S>/prop<P>/rm/<method>/ with heads.safetensors, config.json, metrics.json."""
+"""Stage 3 (per seed × proportion): MaxMin, SharedRep for each K, and Uniform reward models.
+
+Frozen backbone (default): features are computed once per unique text (cached under features/ and
+shared by every seed × proportion), then every head trains on the cache.
+`reward_model.freeze_backbone: false`: each method trains end to end (backbone + the same heads)
+through TRL's RewardTrainer (`reward_trainer.py`); its fine-tuned backbone(s) are saved with it.
+Output: seed<S>/prop<P>/rm/<method>/ with heads.safetensors, config.json, metrics.json (and backbone*/
+when trained end to end); `MinOverGroupsReward` loads either kind."""
 
 from __future__ import annotations
 
 import json
+import shutil
+import time
 from dataclasses import asdict
 
 import numpy as np
 import pandas as pd
+import torch
 
 from ..config import Config
 from ..hh_data import format_scored_text
 from ..policy import pick_device
-from ..reward_models import FeatureExtractor, cached_features, pair_metrics, pair_tensors, save_heads, train_heads
-from ..runs import features_dir, is_done, preferences_dir, read_manifest, require, responses_dir, rm_dir, stage_output
+from ..reward_models import (
+    FeatureExtractor,
+    cached_features,
+    pair_metrics,
+    pair_tensors,
+    reward_pair_metrics,
+    save_heads,
+    save_reward_model,
+    text_rewards,
+    train_heads,
+)
+from ..runs import (
+    features_dir,
+    is_done,
+    locked,
+    preferences_dir,
+    read_manifest,
+    require,
+    responses_dir,
+    rm_dir,
+    stage_output,
+)
 from ..stats import split_method
 from . import command_line
 
@@ -41,6 +68,7 @@ def split_pairs(pairs: pd.DataFrame, test_fraction: float, seed: int) -> tuple[p
     return pairs[~test].reset_index(drop=True), pairs[test].reset_index(drop=True)
 
 
+@locked("03_reward_models", lambda cfg, seed, proportion: rm_dir(cfg.run_path, seed, proportion))
 def main(cfg: Config, seed: int, proportion: float) -> pd.DataFrame:
     """Trains every head; returns the accuracy table (method, split, group, accuracy, margin)."""
     out, p = rm_dir(cfg.run_path, seed, proportion), params(cfg, seed, proportion)
@@ -55,21 +83,30 @@ def train(cfg: Config, seed: int, proportion: float, p: dict) -> None:
     rm, out = cfg.reward_model, rm_dir(cfg.run_path, seed, proportion)
     pairs = pd.read_parquet(preferences_dir(cfg.run_path, seed, proportion) / "preferences.parquet")
     groups = list(cfg.gold.groups)
+    if not rm.freeze_backbone:
+        return train_end_to_end_all(cfg, seed, proportion, p, pairs, groups)
     responses = pd.read_parquet(responses_dir(cfg.run_path) / "responses.parquet")
     texts = [
         format_scored_text(rm.text_format, prompt, response)
         for column in ("response_0", "response_1")
         for prompt, response in zip(responses["prompt"], responses[column])
     ]
+    start = time.perf_counter()
     extractor = FeatureExtractor(rm, pick_device(cfg))
     features = cached_features(extractor, texts, features_dir(cfg.run_path))
+    featurise_s = time.perf_counter() - start  # includes loading the backbone; ~0 on a cache hit
     train_pairs, test_pairs = split_pairs(pairs, rm.test_fraction, seed)
     train_t, test_t = (
         pair_tensors(train_pairs, features, rm.text_format),
         pair_tensors(test_pairs, features, rm.text_format),
     )
     all_metrics = {}
-    with stage_output(out, "reward_models", p, seed=seed) as stage:
+    inputs = {
+        "preferences": preferences_dir(cfg.run_path, seed, proportion) / "preferences.parquet",
+        "responses": responses_dir(cfg.run_path) / "responses.parquet",
+    }
+    with stage_output(out, "reward_models", p, seed=seed, inputs=inputs) as stage:
+        start = time.perf_counter()
         for name in cfg.policy_methods():
             method, k = split_method(name)
             hp = getattr(rm, method)
@@ -90,7 +127,53 @@ def train(cfg: Config, seed: int, proportion: float, p: dict) -> None:
             n_train_pairs=len(train_pairs),
             n_test_pairs=len(test_pairs),
             n_unique_texts=len(features),
+            featurise_s=round(featurise_s, 2),
+            heads_s=round(time.perf_counter() - start, 2),  # every head of every method, with metrics
             backbone_batches=extractor.calls,
+        )
+
+
+def train_end_to_end_all(
+    cfg: Config, seed: int, proportion: float, p: dict, pairs: pd.DataFrame, groups: list[str]
+) -> None:
+    """Every method end to end through TRL's RewardTrainer; metrics on the trained model's rewards."""
+    from ..reward_trainer import pair_texts, train_end_to_end
+
+    rm, out, device = cfg.reward_model, rm_dir(cfg.run_path, seed, proportion), pick_device(cfg)
+    train_pairs, test_pairs = split_pairs(pairs, rm.test_fraction, seed)
+    all_metrics = {}
+    inputs = {"preferences": preferences_dir(cfg.run_path, seed, proportion) / "preferences.parquet"}
+    with stage_output(out, "reward_models", p, seed=seed, inputs=inputs) as stage:
+        for name in cfg.policy_methods():
+            method, k = split_method(name)
+            hp = getattr(rm, method)
+            model, tokenizer, log = train_end_to_end(
+                method, k, len(groups), train_pairs, rm, hp, seed, stage["path"] / ".trainer", device
+            )
+            metrics = {
+                "method": method,
+                "k": k,
+                "freeze_backbone": False,
+                "hyperparameters": asdict(hp),
+                "loss_per_step": [row["loss"] for row in log if "loss" in row],
+                "n_backbones": len(model.backbones),
+                "train_runtime_s": next((row["train_runtime"] for row in log if "train_runtime" in row), None),
+            }
+            for split, part in (("train", train_pairs), ("test", test_pairs)):
+                chosen, rejected = (
+                    text_rewards(model, tokenizer, t, rm, device) for t in pair_texts(part, rm.text_format)
+                )
+                ids = torch.tensor(part["group_id"].tolist(), dtype=torch.long)
+                metrics[split] = reward_pair_metrics(chosen.cpu(), rejected.cpu(), ids, groups)
+            save_reward_model(
+                model, tokenizer, stage["path"] / name, groups, rm, {"seed": seed, "proportion": proportion}
+            )
+            (stage["path"] / name / "metrics.json").write_text(json.dumps(metrics, indent=2))
+            all_metrics[name] = metrics
+            del model  # one end-to-end model in memory at a time
+        shutil.rmtree(stage["path"] / ".trainer", ignore_errors=True)
+        stage["extra"].update(
+            metrics=all_metrics, n_train_pairs=len(train_pairs), n_test_pairs=len(test_pairs), freeze_backbone=False
         )
 
 
@@ -102,6 +185,16 @@ def metrics_table(metrics: dict) -> pd.DataFrame:
         for group, values in m[split].items()
     ]
     return pd.DataFrame(rows)
+
+
+def margin_table(metrics: pd.DataFrame) -> pd.DataFrame:
+    """Mean reward margin (chosen − rejected, own group's reward) per reward model and (split, group),
+    with the number of pairs behind each cell."""
+    def wide(value: str) -> pd.DataFrame:
+        table = metrics.pivot_table(index="policy", columns=["split", "group"], values=value, sort=False)
+        return table.reindex(columns=["test", "train"], level=0)
+
+    return pd.concat({"mean margin": wide("mean_margin").round(3), "pairs": wide("n").astype(int)}, axis=1)
 
 
 if __name__ == "__main__":

@@ -9,10 +9,12 @@ from __future__ import annotations
 import math
 from dataclasses import asdict
 
+from .. import distributed
 from ..config import Config
+from ..distributed import stage_output  # only the main process writes under accelerate launch
 from ..hh_data import load_hh, take, to_messages
 from ..policy import TINY, build_tiny_policy, load_tokenizer, pick_device
-from ..runs import is_done, read_manifest, sft_dir, stage_output
+from ..runs import is_done, locked, read_manifest, sft_dir
 from ..training import trainer_arguments
 from . import command_line
 
@@ -46,6 +48,7 @@ def sft_dataset(examples):
     )
 
 
+@locked("01_sft", lambda cfg: sft_dir(cfg.run_path))
 def main(cfg: Config) -> dict:
     from trl import SFTConfig, SFTTrainer
 
@@ -56,11 +59,14 @@ def main(cfg: Config) -> dict:
     data = load_hh(cfg.data, cfg.hh_dir())
     examples = take(data.train, cfg.data.n_sft)
     device = pick_device(cfg)
-    with stage_output(out, "sft", p, seed=cfg.seed) as stage:
+    with stage_output(out, "sft", p, seed=cfg.seed, inputs=data.files) as stage:
         model_path = cfg.policy.model
-        if model_path == TINY:
-            texts = [e.prompt + "\n\n" + e.chosen for e in data.train]
-            model_path = str(build_tiny_policy(cfg.policy, texts, stage["path"] / "init", cfg.seed))
+        if model_path == TINY:  # built once, by the main process, where every process reads it
+            if distributed.is_main():
+                texts = [e.prompt + "\n\n" + e.chosen for e in data.train]
+                build_tiny_policy(cfg.policy, texts, stage["path"] / "init", cfg.seed)
+            distributed.wait()
+            model_path = str(stage["shared"] / "init")
         tokenizer = load_tokenizer(model_path, cfg.policy)
         args = SFTConfig(
             **trainer_arguments(device, cfg.seed, stage["path"] / "trainer", cfg.sft.trainer_kwargs),
@@ -79,6 +85,8 @@ def main(cfg: Config) -> dict:
         )
         result = trainer.train()
         trainer.save_model(str(stage["path"] / "model"))
+        # Trainer pickles its arguments there; the manifest holds them, and a run keeps no pickles
+        (stage["path"] / "model" / "training_args.bin").unlink(missing_ok=True)
         tokenizer.save_pretrained(str(stage["path"] / "model"))
         stage["extra"].update(
             data_source=data.source,
