@@ -100,7 +100,8 @@ KILL_POINTS = [
     ("notebooks/02_preference_data-seed42-prop0.2.ipynb", 0.0),  # a kernel starting
     ("seed42/prop0.4/.rm.partial-*", 0.2),  # reward heads being trained and saved
     ("seed42/prop0.2/policy/.sharedrep-k2.partial-*", 1.0),  # GRPO
-    ("eval/.seed42-prop0.4-maxmin.parquet.partial-*", 0.0),  # an evaluation file being moved in place
+    ("notebooks/05_evaluate-seed42-prop0.4-maxmin.ipynb", 4.0),  # an evaluation under way (a lasting
+    # marker: the eval file's own partial exists for milliseconds and a loaded machine can miss it)
     (".results.partial-*", 0.3),  # figures being drawn
 ]
 ARTIFACTS = {  # what a stage with a manifest must hold (checked after every kill)
