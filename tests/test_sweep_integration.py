@@ -1,69 +1,24 @@
 """The smoke sweep, end to end through papermill, on a small configuration and the shared HH data."""
 
-import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import ROOT, needs_hh, sweep_command, sweep_env
 
-ROOT = Path(__file__).resolve().parents[1]
-HH_DIR = os.environ.get("SHAREDREP_HH_DIR") or str(ROOT.parent / "shared" / "data" / "hh-rlhf")
-
-# Small but real: every stage, all four methods, two proportions; minutes on 2 cores.
-SMALL = [
-    "data.n_sft=96",
-    "data.n_preference_prompts=160",
-    "data.n_grpo_prompts=8",
-    "data.n_eval_prompts=24",
-    "policy.tiny.hidden_size=32",
-    "policy.tiny.intermediate_size=64",
-    "policy.tiny.num_hidden_layers=1",
-    "policy.tiny.vocab_size=512",
-    "sft.num_train_epochs=1",
-    "generation.max_new_tokens=12",
-    "grpo.max_steps=2",
-    "grpo.max_completion_length=8",
-    "evaluation.max_new_tokens=12",
-    "reward_model.maxmin.num_epochs=3",
-    "reward_model.sharedrep.num_epochs=3",
-    "reward_model.uniform.num_epochs=3",
-]
-
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(not Path(HH_DIR).is_dir(), reason=f"no HH data at {HH_DIR} (set SHAREDREP_HH_DIR)"),
-]
+pytestmark = [pytest.mark.integration, needs_hh]
 
 
-def sweep(run_dir: Path) -> subprocess.CompletedProcess:
-    args = [
-        sys.executable,
-        "-m",
-        "sharedrep_utils",
-        "run",
-        "--profile",
-        "smoke",
-        "--seeds",
-        "42",
-        "--proportions",
-        "0.2",
-        "0.4",
-        "--ks",
-        "2",
-        "--run-dir",
-        str(run_dir),
-    ]
-    for item in SMALL:
-        args += ["--set", item]
-    env = {**os.environ, "SHAREDREP_HH_DIR": HH_DIR, "HF_HUB_OFFLINE": "1"}
-    return subprocess.run(args, capture_output=True, text=True, env=env, cwd=ROOT, timeout=1500)
+def sweep(run_dir):
+    """The same small sweep as the session's reference run (tests/conftest.py: SMALL, SMALL_SWEEP)."""
+    return subprocess.run(
+        sweep_command(run_dir), capture_output=True, text=True, env=sweep_env(), cwd=ROOT, timeout=1500
+    )
 
 
 @pytest.fixture(scope="module")
 def finished_run(reference_run):
-    """The session's one uninterrupted small sweep (tests/conftest.py: the same SMALL settings as
+    """The session's one uninterrupted small sweep (tests/conftest.py: the same settings as
     `sweep` here), shared with the crash-resume and safety tests: one sweep fewer per test run."""
     return reference_run
 
