@@ -35,9 +35,12 @@ test: env
 lint: env
 	$(VENV)/bin/ruff check sharedrep_utils tests
 
+# Jupyter refuses to start as root unless told; containers and CI machines often are root
+LAB_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
+
 lab: env
 	$(PY) -m pip install --quiet -e ".[dev,lab]"
-	$(VENV)/bin/jupyter lab notebooks/
+	$(VENV)/bin/jupyter lab $(LAB_ROOT) notebooks/
 
 clean-runs:
 	rm -rf runs/smoke

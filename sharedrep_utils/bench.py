@@ -24,7 +24,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -71,54 +70,6 @@ def alternate(ways: dict[str, Callable[[], Any]], repeats: int, warmup: bool = T
         **{f"{name}_s": round(statistics.median(runs[name]), 4) for name in names},
         "runs_s": {name: [round(t, 4) for t in runs[name]] for name in names},
     }
-
-
-class PeakRSS:
-    """Peak resident memory (MB) of this process's children, e.g. a papermill kernel, sampled in a thread.
-
-    RSS of several processes is summed, so shared pages count once per process: an upper bound.
-    `peak_mb` stays None without psutil.
-    """
-
-    def __init__(self, interval_s: float = 0.25, include_self: bool = False):
-        self.interval_s, self.include_self = interval_s, include_self
-        self.peak_mb: float | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def sample(self) -> float | None:
-        try:
-            import psutil
-        except ImportError:
-            return None
-        me = psutil.Process()
-        total = me.memory_info().rss if self.include_self else 0
-        for child in me.children(recursive=True):
-            try:
-                total += child.memory_info().rss
-            except (psutil.NoSuchProcess, psutil.AccessDenied):
-                pass  # a child that just ended
-        return total / 2**20
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            value = self.sample()
-            if value is None:
-                return
-            self.peak_mb = max(self.peak_mb or 0.0, value)
-            self._stop.wait(self.interval_s)
-
-    def __enter__(self) -> PeakRSS:
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-        if self.peak_mb is not None:
-            self.peak_mb = round(self.peak_mb, 1)
 
 
 def model_context(tokenizer, model) -> int:
@@ -191,7 +142,7 @@ def bench_reward_scoring(cfg: Config, examples: list[Example], repeats: int, dev
 
 def naive_gold_scorers(cfg: Config, device: str) -> dict[str, Callable]:
     """Each trait scored as the upstream would: transformer traits padded to the model's context."""
-    from .gold import TRAIT_KINDS
+    from .gold import SCORERS
     from .hub import resolve_model
 
     scorers = {}
@@ -201,7 +152,7 @@ def naive_gold_scorers(cfg: Config, device: str) -> dict[str, Callable]:
         elif trait.kind == "sequence_classifier":
             scorers[name] = _naive_classifier(trait, device, resolve_model(trait.model))
         else:  # no padding involved (a lexicon, a linear classifier): the same call both ways
-            scorers[name] = TRAIT_KINDS[trait.kind](trait, device)
+            scorers[name] = SCORERS[trait.kind](trait, device)
     return scorers
 
 
@@ -362,8 +313,8 @@ def bench_reward_training(
     proportion: float,
     naive_batches: int = NAIVE_TRAINING_BATCHES,
 ) -> dict:
+    from .groups import split_pairs
     from .reward_models import FeatureExtractor, pair_tensors, train_heads
-    from .stages.reward_models import split_pairs
     from .stats import split_method
 
     rm = cfg.reward_model

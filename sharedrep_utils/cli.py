@@ -22,15 +22,36 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_BAD_INPUT, f"error: {self.prog}: {message}\n")
 
 
+class _Defaults(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default, except where the default is "the profile's" (None) or nothing (a flag)."""
+
+    def _get_help_string(self, action):
+        if action.default in (None, False, []):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="sharedrep", description="SharedRep-RLHF vs MaxMin-RLHF reproduction kit.")
-    commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("run", help="run the sweep: the numbered notebooks through papermill")
+    commands = parser.add_subparsers(dest="command")
+    run = commands.add_parser(
+        "run",
+        help="run the sweep: the numbered notebooks through papermill",
+        description="Run the sweep: every numbered notebook through papermill, once per seed x proportion x "
+        "policy it needs, skipping each stage whose manifest says it is done.",
+        formatter_class=_Defaults,
+        epilog="example: sharedrep run --profile smoke --seeds 42 123 --proportions 0.05 0.1 --ks 2 "
+        "--set grpo.beta=0.1 --run-dir runs/mine",
+    )
     run.add_argument("--profile", default="smoke", help=f"one of {', '.join(available_profiles())} or a YAML path")
     run.add_argument("--seeds", type=int, nargs="+", help="sweep seeds (default: the profile's)")
-    run.add_argument("--proportions", type=float, nargs="+", help="minority proportions in (0, 1)")
-    run.add_argument("--ks", type=int, nargs="+", help="SharedRep ranks K >= 1")
-    run.add_argument("--methods", nargs="+", help="reward-model methods: maxmin sharedrep uniform")
+    run.add_argument(
+        "--proportions", type=float, nargs="+", help="minority proportions in (0, 1) (default: the profile's)"
+    )
+    run.add_argument("--ks", type=int, nargs="+", help="SharedRep ranks K >= 1 (default: the profile's)")
+    run.add_argument(
+        "--methods", nargs="+", help="reward-model methods: maxmin sharedrep uniform (default: the profile's)"
+    )
     run.add_argument("--run-dir", help="run directory (default: runs/<profile>)")
     run.add_argument(
         "--set",
@@ -39,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override any profile value, e.g. --set grpo.beta=0.1 (repeatable)",
     )
-    run.add_argument("--notebooks", type=Path, default=None, help="directory of the numbered notebooks")
+    run.add_argument("--notebooks", type=Path, default=None, help="numbered notebooks' directory (default: the kit's)")
     run.add_argument(
         "--launcher",
         choices=["none", "accelerate"],
@@ -68,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--sweep-dir", type=Path, default=None, help="a sweep's run directory to report per stage")
     bench.add_argument("--run-sweep", action="store_true", help="run the smoke sweep into --sweep-dir first")
     bench.add_argument("--only", nargs="+", default=None, help="entries to run (default all): " + ", ".join(ENTRIES))
+    add_paper_path_commands(commands)
     return parser
 
 
@@ -127,9 +149,15 @@ def overrides_from(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:  # no command: what there is to do, not an error
+        parser.print_help()
+        return 0
     if args.command == "bench":
         return bench_main(args)
+    if args.command in PAPER_PATH_COMMANDS:
+        return paper_path_main(args)
     try:
         overrides = overrides_from(args)
         cfg = load_config(args.profile, overrides)
@@ -173,6 +201,75 @@ def failure(error: Exception) -> tuple[str, str]:
 
 def notebooks_of(run: Path) -> list[Path]:
     return list((run / "notebooks").glob("*.ipynb"))
+
+
+
+# --- the paper path without the hub: stand-ins, their dry run, real dimensions (standins.py, shapes.py) ----
+
+PAPER_PATH_COMMANDS = ("standins", "paper-dryrun", "shapes")
+SHAPE_ITEMS = ("sft_step", "generation", "grpo_step", "gold_scoring", "featurisation")  # shapes.ITEMS, cheaply
+
+
+def add_paper_path_commands(commands) -> None:
+    standins = commands.add_parser("standins", help="build same-class stand-ins of the paper's hub models (offline)")
+    standins.add_argument("--out", type=Path, required=True, help="directory to write the four checkpoints into")
+    standins.add_argument("--seed", type=int, default=0, help="seed of the random weights")
+    dryrun = commands.add_parser(
+        "paper-dryrun", help="the paper profile end to end on the stand-ins (offline, CPU, minutes)"
+    )
+    dryrun.add_argument("--run-dir", type=Path, default=Path("runs/paper-dryrun"), help="run directory")
+    dryrun.add_argument("--launcher", choices=["none", "accelerate"], help="as for `run`")
+    dryrun.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="passed on to `run`")
+    shapes = commands.add_parser(
+        "shapes", help="TinyLlama-1.1B / gpt2-large at real dimensions, random weights: time and memory per step"
+    )
+    shapes.add_argument("--profile", default="paper", help="batch sizes and lengths from this profile")
+    shapes.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a profile value")
+    shapes.add_argument("--out", type=Path, default=None, help="JSON file to write (a .md table goes beside it)")
+    shapes.add_argument("--only", nargs="+", default=None, help="items to measure (default all): " + ", ".join(SHAPE_ITEMS))
+    shapes.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where to measure")
+    shapes.add_argument("--max-seconds", type=float, default=600.0, help="skip an item estimated to take longer")
+    shapes.add_argument("--max-memory-gb", type=float, default=None, help="skip an item estimated to need more")
+    shapes.add_argument("--scale", type=float, default=1.0, help="shrink widths and depths (tests: e.g. 0.05)")
+
+
+def paper_path_main(args: argparse.Namespace) -> int:
+    if args.command == "standins":
+        from .standins import build_standins
+
+        for role, path in build_standins(args.out, seed=args.seed).items():
+            print(f"{role}: {path}")
+        return 0
+    if args.command == "paper-dryrun":
+        from .standins import paper_dryrun
+
+        extra = [x for item in args.set for x in ("--set", item)]
+        extra += ["--launcher", args.launcher] if args.launcher else []
+        return paper_dryrun(args.run_dir, extra)
+    try:
+        cfg = load_config(args.profile, dict(parse_override(item) for item in args.set))
+        if args.only and (unknown := sorted(set(args.only) - set(SHAPE_ITEMS))):
+            raise ConfigError(f"--only {' '.join(unknown)} is not a shapes item; allowed: {', '.join(SHAPE_ITEMS)}.")
+        if not 0 < args.scale <= 1:
+            raise ConfigError(f"--scale {args.scale} is outside (0, 1].")
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    from .shapes import measure_all, table_markdown, write_result
+
+    result = measure_all(
+        cfg,
+        device=args.device,
+        only=args.only,
+        max_seconds=args.max_seconds,
+        max_memory_gb=args.max_memory_gb,
+        scale=args.scale,
+    )
+    print(table_markdown(result))
+    if args.out is not None:
+        write_result(result, args.out)
+        print(f"wrote {args.out} and {args.out.with_suffix('.md')}")
+    return 0
 
 
 if __name__ == "__main__":

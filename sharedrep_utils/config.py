@@ -18,13 +18,13 @@ from typing import Any
 
 import yaml
 
+from .errors import ConfigError
+from .methods import METHODS, check_policy, policy_names
+
 PROFILE_DIR = Path(__file__).parent / "profiles"
+# gold scorer kinds; gold.SCORERS has one builder for each (a test checks they agree)
+TRAIT_KINDS = ("sequence_classifier", "embedding_relevance", "non_offensive", "sentiment")
 HH_DIR_ENV = "SHAREDREP_HH_DIR"
-METHODS = ("maxmin", "sharedrep", "uniform")
-
-
-class ConfigError(ValueError):
-    """A parameter is wrong; the message is one sentence meant for a person."""
 
 
 @dataclass
@@ -86,7 +86,7 @@ class GenerationConfig:
 
 @dataclass
 class TraitConfig:
-    kind: str = "sequence_classifier"  # see gold.TRAIT_KINDS
+    kind: str = "sequence_classifier"  # one of TRAIT_KINDS (gold.SCORERS builds each)
     model: str = ""  # hub id, local path or "pkg:<module>" for a model shipped by a Python package
     text_format: str = "{dialogue}\n\nAssistant: {response}"
     max_length: int = 1024
@@ -203,22 +203,14 @@ class Config:
         """run_dir, or runs/<profile> at the checkout's root (so notebooks/ and the shell agree)."""
         if self.run_dir:
             return Path(self.run_dir)
-        checkout = Path(__file__).resolve().parents[1]
-        base = checkout if (checkout / "notebooks").is_dir() else Path.cwd()
-        return base / "runs" / self.profile
+        return checkout_root() / "runs" / self.profile
 
     def hh_dir(self) -> str | None:
         return self.data.hh_dir or os.environ.get(HH_DIR_ENV) or None
 
     def policy_methods(self) -> list[str]:
         """Names of the reward-model-driven policies: maxmin, sharedrep-k<K> per K, uniform."""
-        names = []
-        for method in self.reward_model.methods:
-            if method == "sharedrep":
-                names += [f"sharedrep-k{k}" for k in self.reward_model.ks]
-            else:
-                names.append(method)
-        return names
+        return policy_names(self.reward_model.methods, self.reward_model.ks)
 
 
 def available_profiles() -> list[str]:
@@ -236,7 +228,9 @@ def load_config(profile: str = "smoke", overrides: dict[str, Any] | None = None)
     elif not path.is_file():
         raise ConfigError(f"Profile file {profile!r} does not exist.")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = yaml.load(path.read_text(), Loader=_UniqueKeyLoader) or {}
+    except ConfigError as error:
+        raise ConfigError(f"Profile file {str(path)!r}: {error}") from None
     except yaml.YAMLError as error:
         where = getattr(error, "problem_mark", None)
         line = f" at line {where.line + 1}" if where else ""
@@ -249,6 +243,77 @@ def load_config(profile: str = "smoke", overrides: dict[str, Any] | None = None)
     cfg = _build(Config, raw, "")
     validate(cfg)
     return cfg
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, but a key given twice in one mapping is an error, not "the last one wins"."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise ConfigError(f"key {key!r} appears twice in one section (line {key_node.start_mark.line + 1}).")
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def notebook_config(
+    profile: str,
+    overrides: dict[str, Any] | str | None,
+    *,
+    seed: int | None = None,
+    proportion: float | None = None,
+    method: str | None = None,
+    methods_allowed: tuple[str, ...] = ("sft", "gold"),
+) -> Config:
+    """A notebook's parameters as a validated Config, before any work; papermill's and JupyterLab's quirks met.
+
+    `overrides` may be a dict or, as `papermill -p overrides '...'` passes it, a YAML/JSON mapping in a string.
+    A relative `run_dir` is taken from the repository root (a notebook's working directory is notebooks/).
+    `seed`, `proportion` and `method` get the sweep's checks; `methods_allowed` are the reference policies
+    the notebook also accepts besides the run's reward-model policies.
+    """
+    if isinstance(overrides, str):
+        try:
+            parsed = yaml.safe_load(overrides) if overrides.strip() else {}
+        except yaml.YAMLError:
+            parsed = None
+        if not isinstance(parsed, dict):
+            raise ConfigError(
+                f"overrides {overrides!r} is not a mapping; pass it with papermill's -y, e.g. "
+                """-y '{"overrides": {"run_dir": "runs/mine", "grpo.beta": 0.1}}'."""
+            )
+        overrides = parsed
+    overrides = dict(overrides or {})
+    if overrides.get("run_dir") and not Path(str(overrides["run_dir"])).is_absolute():
+        overrides["run_dir"] = str(checkout_root() / str(overrides["run_dir"]))
+    cfg = load_config(profile, overrides)
+    if seed is not None:
+        check_seed(seed)
+    if proportion is not None:
+        check_proportion(proportion)
+    if method is not None:
+        check_policy(method, [*methods_allowed, *cfg.policy_methods()])
+    return cfg
+
+
+def checkout_root() -> Path:
+    """The repository root when the package runs from a checkout (it has notebooks/), else the working directory."""
+    checkout = Path(__file__).resolve().parents[1]
+    return checkout if (checkout / "notebooks").is_dir() else Path.cwd()
+
+
+def check_seed(seed: Any) -> None:
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ConfigError(f"Seed {seed!r} is not a whole number; seeds must be whole numbers >= 0.")
+    if seed < 0:
+        raise ConfigError(f"Seed {seed} is negative; seeds must be whole numbers >= 0.")
+
+
+def check_proportion(proportion: Any) -> None:
+    if isinstance(proportion, bool) or not isinstance(proportion, (int, float)) or not 0 < proportion < 1:
+        raise ConfigError(f"Minority proportion {proportion!r} is outside (0, 1).")  # also refuses nan
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -387,8 +452,6 @@ def resolve_accelerate_config(value: str) -> Path | None:
 
 def validate(cfg: Config) -> None:
     """Checks that need more than a type: ranges, names, weights."""
-    from .gold import TRAIT_KINDS  # local: gold imports heavy libraries lazily, this stays cheap
-
     if cfg.device not in ("auto", "cpu", "cuda"):
         raise ConfigError(f"device {cfg.device!r} is not one of auto, cpu, cuda.")
     sweep = cfg.sweep
@@ -397,11 +460,9 @@ def validate(cfg: Config) -> None:
     if not sweep.proportions:
         raise ConfigError("sweep.proportions is empty; give at least one, e.g. --proportions 0.1.")
     for p in sweep.proportions:
-        if not 0 < p < 1:  # also refuses nan
-            raise ConfigError(f"Minority proportion {p} is outside (0, 1).")
+        check_proportion(p)
     for seed in [cfg.seed, *sweep.seeds]:
-        if seed < 0:
-            raise ConfigError(f"Seed {seed} is negative; seeds must be whole numbers >= 0.")
+        check_seed(seed)
     rm = cfg.reward_model
     if not rm.methods:
         raise ConfigError(f"reward_model.methods is empty; give at least one of {', '.join(METHODS)}.")

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from .config import GoldConfig, TraitConfig
-from .hh_data import clean_response, format_prompt, format_scored_text, last_user_turn
+from .hh_data import chat_to_hh, clean_response, format_scored_text, last_user_turn
 from .hub import loading, resolve_model
 from .text_batches import length_sorted_batches
 
@@ -101,7 +101,7 @@ def _sentiment(trait: TraitConfig, device: str) -> Scorer:
     return score
 
 
-TRAIT_KINDS: dict[str, Callable[[TraitConfig, str], Scorer]] = {
+SCORERS: dict[str, Callable[[TraitConfig, str], Scorer]] = {  # one per config.TRAIT_KINDS
     "sequence_classifier": _sequence_classifier,
     "embedding_relevance": _embedding_relevance,
     "non_offensive": _non_offensive,
@@ -114,7 +114,7 @@ class GoldScorer:
 
     def __init__(self, gold: GoldConfig, device: str = "cpu"):
         self.gold = gold
-        self.scorers = {name: TRAIT_KINDS[t.kind](t, device) for name, t in gold.traits.items()}
+        self.scorers = {name: SCORERS[t.kind](t, device) for name, t in gold.traits.items()}
 
     def traits(self, prompts: list[str], responses: list[str]) -> dict[str, np.ndarray]:
         return {name: scorer(prompts, responses) for name, scorer in self.scorers.items()}
@@ -143,16 +143,3 @@ class GoldMinReward:
         hh_prompts, responses = chat_to_hh(prompts, completions)
         groups = self.scorer.groups(self.scorer.traits(hh_prompts, responses))
         return np.min(np.stack(list(groups.values())), axis=0).tolist()
-
-
-def chat_to_hh(prompts, completions) -> tuple[list[str], list[str]]:
-    """TRL's conversational (prompt messages, completion messages) as (HH prompt, response text)."""
-    hh_prompts, responses = [], []
-    for prompt, completion in zip(prompts, completions, strict=True):
-        if isinstance(prompt, str):
-            hh_prompts.append(prompt)
-            responses.append(clean_response(completion))
-            continue
-        hh_prompts.append(format_prompt([(m["role"], m["content"]) for m in prompt]))
-        responses.append(clean_response(completion[-1]["content"]) if completion else "")
-    return hh_prompts, responses

@@ -85,3 +85,15 @@ def disagreement(responses: pd.DataFrame, trait_names: list[str], group_weights:
     )
     signs = np.stack([np.sign(d) for d in diffs.values()])
     return float(np.mean((signs != signs[0]).any(axis=0)))
+
+
+def split_pairs(pairs: pd.DataFrame, test_fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Seeded train/test split of preference pairs, stratified by group so every group is tested."""
+    rng = np.random.default_rng(seed)
+    test = np.zeros(len(pairs), dtype=bool)
+    for _, idx in pairs.groupby("group_id").indices.items():
+        n_test = int(round(len(idx) * test_fraction))
+        if len(idx) > 1:
+            n_test = min(max(n_test, 1), len(idx) - 1)
+        test[rng.permutation(idx)[:n_test]] = True
+    return pairs[~test].reset_index(drop=True), pairs[test].reset_index(drop=True)

@@ -242,3 +242,16 @@ def build(train_rows: list[dict], test_rows: list[dict], cfg: DataConfig, source
 def take(examples: list[Example], n: int) -> list[Example]:
     """The first n examples (0 = all, fewer when the data is smaller; stages record the count)."""
     return examples[:n] if n else examples
+
+
+def chat_to_hh(prompts, completions) -> tuple[list[str], list[str]]:
+    """TRL's conversational (prompt messages, completion messages) as (HH prompt, response text)."""
+    hh_prompts, responses = [], []
+    for prompt, completion in zip(prompts, completions, strict=True):
+        if isinstance(prompt, str):
+            hh_prompts.append(prompt)
+            responses.append(clean_response(completion))
+            continue
+        hh_prompts.append(format_prompt([(m["role"], m["content"]) for m in prompt]))
+        responses.append(clean_response(completion[-1]["content"]) if completion else "")
+    return hh_prompts, responses

@@ -6,17 +6,20 @@ error bars are); the functions take DataFrames built from files, never live mode
 
 from __future__ import annotations
 
+import os
 import textwrap
 from pathlib import Path
 
 import matplotlib
 
-matplotlib.use("Agg")  # files, not windows; the notebook displays the saved images
+if not os.environ.get("MPLBACKEND"):  # a Jupyter kernel sets its inline backend there: keep it
+    matplotlib.use("Agg")  # elsewhere files, not windows; 06_results displays the saved images
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from .tables import method_label, policy_order  # noqa: E402
+from .methods import method_label  # noqa: E402
+from .tables import policy_order  # noqa: E402
 
 REFERENCES = ("Gold", "SFT")  # dashed: reference policies, not methods
 TIES_TEXT = {"half": "ties count ½", "lose": "ties lose"}
@@ -287,3 +290,45 @@ def score_distribution_figure(scores: pd.DataFrame, out_dir: Path, caption: str)
             ax.grid(alpha=0.3)
     text = caption + " Empirical CDF over prompts, pooled over seeds; further right is better."
     return _save(fig, out_dir, "gold_score_distribution", text)
+
+
+# 00 · synthetic check: one line per method along p or n, mean over seeds ± SEM
+
+SYNTHETIC_STYLE = {"maxmin": ("tab:red", "o"), "sharedrep": ("tab:blue", "s"), "uniform": ("tab:grey", "^")}
+AXIS_LABELS = {"proportion": "minority proportion p", "n_pairs": "training pairs n"}
+
+
+def synthetic_lines(summary: pd.DataFrame, x: str, metric: str, ax, role: str, fixed: tuple[str, float]) -> None:
+    """One line per method for one role, along `x` ("proportion" or "n_pairs") with the other held at `fixed`."""
+    column, value = fixed
+    part = summary[(summary["role"] == role) & (summary[column] == value)]
+    for (method, k), line in part.groupby(["method", "k"], dropna=False):
+        line = line.sort_values(x)
+        color, marker = SYNTHETIC_STYLE[method]
+        ax.errorbar(
+            line[x], line[f"{metric}_mean"], yerr=line[f"{metric}_sem"], color=color, marker=marker,
+            capsize=3, label=method_label(method, k),
+        )
+    ax.set_xlabel(AXIS_LABELS[x])
+    ax.set_title(role)
+    ax.grid(alpha=0.3)
+    if x == "n_pairs":
+        log_ticks(ax, part[x].unique())
+
+
+def log_ticks(ax, values) -> None:
+    ax.set_xscale("log")
+    ax.set_xticks(sorted(values), [str(v) for v in sorted(values)])
+    ax.minorticks_off()
+
+
+def synthetic_figure(summary: pd.DataFrame, x: str, metric: str, fixed: tuple[str, float], ylabel: str, title: str):
+    """Minority and majority side by side (shared y); returns the figure."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
+    for ax, role in zip(axes, ["minority", "majority"]):
+        synthetic_lines(summary, x, metric, ax, role, fixed)
+    axes[0].set_ylabel(ylabel)
+    axes[0].legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

@@ -134,6 +134,27 @@ def pair_samples(pairs: pd.DataFrame, per_group: int = 2) -> pd.DataFrame:
 # 03 · Reward models
 
 
+def metrics_table(metrics: dict) -> pd.DataFrame:
+    """One row per reward model, split and group (accuracy, mean margin, n) from `stages.reward_models.main`."""
+    rows = [
+        {"policy": name, "split": split, "group": group, **values}
+        for name, m in metrics.items()
+        for split in ("train", "test")
+        for group, values in m[split].items()
+    ]
+    return pd.DataFrame(rows)
+
+
+def margin_table(metrics: pd.DataFrame) -> pd.DataFrame:
+    """Mean reward margin (chosen − rejected, own group's reward) per reward model and (split, group),
+    with the number of pairs behind each cell."""
+    def wide(value: str) -> pd.DataFrame:
+        table = metrics.pivot_table(index="policy", columns=["split", "group"], values=value, sort=False)
+        return table.reindex(columns=["test", "train"], level=0)
+
+    return pd.concat({"mean margin": wide("mean_margin").round(3), "pairs": wide("n").astype(int)}, axis=1)
+
+
 def accuracy_table(metrics: pd.DataFrame) -> pd.DataFrame:
     """Held-out and train accuracy, one row per reward model, one column per (split, group)."""
     wide = metrics.pivot_table(index="policy", columns=["split", "group"], values="accuracy", sort=False)
@@ -204,7 +225,7 @@ def caption_of(results: Path) -> str:
 
 def results_overview(summary: pd.DataFrame) -> pd.DataFrame:
     """summary.csv as a person reads it: policy, p, group, n, mean ± SEM [CI], win rate [CI], seed spread."""
-    from .tables import method_label
+    from .methods import method_label
 
     def column(name: str) -> pd.Series:
         return summary[name] if name in summary else pd.Series(float("nan"), index=summary.index)

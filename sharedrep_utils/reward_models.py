@@ -28,8 +28,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .config import HeadConfig, RewardModelConfig
-from .gold import chat_to_hh
-from .hh_data import format_scored_text
+from .hh_data import chat_to_hh, format_scored_text
 from .hub import loading, resolve_model
 from .text_batches import length_sorted_batches
 

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from .methods import split_method
+
 SUMMARY_COLUMNS = [
     "method",
     "k",
@@ -140,13 +142,6 @@ def win_rate(
     """Share of shared prompts (by prompt_id) where ours scores higher, a tie counting `ties`; and n."""
     out = outcomes(ours, reference, column, ties, tolerance)
     return (float(out["credit"].mean()), len(out)) if len(out) else (float("nan"), 0)
-
-
-def split_method(method: str) -> tuple[str, int | None]:
-    """ "sharedrep-k16" -> ("sharedrep", 16); other names have no K."""
-    if method.startswith("sharedrep-k"):
-        return "sharedrep", int(method.removeprefix("sharedrep-k"))
-    return method, None
 
 
 def _rng_seed(options: Options, *key) -> list[int]:

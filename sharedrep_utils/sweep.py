@@ -9,13 +9,14 @@ proportion; GRPO and evaluation per policy; results once. Executed notebooks lan
 from __future__ import annotations
 
 import json
+import os
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .bench import PeakRSS
 from .config import Config
 from .runs import (
     eval_file,
@@ -126,7 +127,7 @@ def run_sweep(
     out_dir.mkdir(parents=True, exist_ok=True)
     base = {"profile": cfg.profile, "overrides": {**overrides, "run_dir": str(cfg.run_path.resolve())}}
     steps = plan(cfg, base)
-    if cfg.sweep.launcher == "accelerate":  # the notebooks pass it on to stages.launch
+    if cfg.sweep.launcher == "accelerate":  # the notebooks pass it on to launcher.launch
         config_file = cfg.sweep.accelerate_config or "accelerate's default config"
         log(f"stages sft, responses, grpo, evaluate run through accelerate launch ({config_file})")
     report = []
@@ -143,15 +144,25 @@ def run_sweep(
             continue
         log(f"{prefix}: running ...")
         start = time.time()
-        with PeakRSS() as memory:  # samples the papermill kernel's process tree
-            pm.execute_notebook(
-                str(notebooks / f"{step.notebook}.ipynb"),
-                str(out_dir / f"{step.label}.ipynb"),
-                parameters=step.parameters,
-                kernel_name=kernel,
-                progress_bar=False,
-                cwd=str(notebooks),
-            )
+        executed = out_dir / f"{step.label}.ipynb"
+        draft = out_dir / f".{step.label}.ipynb.{os.getpid()}"  # in place only once we know it is ours to keep
+        try:
+            with PeakRSS() as memory:  # samples the papermill kernel's process tree
+                pm.execute_notebook(
+                    str(notebooks / f"{step.notebook}.ipynb"),
+                    str(draft),
+                    parameters=step.parameters,
+                    kernel_name=kernel,
+                    progress_bar=False,
+                    cwd=str(notebooks),
+                )
+        except Exception as error:
+            if getattr(error, "ename", None) == "StageBusy":  # another sweep's stage: its notebook stays
+                draft.unlink(missing_ok=True)
+            elif draft.exists():
+                draft.replace(executed)  # the failed run, error included, for a person to read
+            raise
+        draft.replace(executed)
         seconds = time.time() - start
         peak = f", peak {memory.peak_mb:.0f} MB" if memory.peak_mb is not None else ""
         log(f"{prefix}: finished in {seconds:.1f}s{peak} (total {time.time() - sweep_start:.0f}s)")
@@ -161,6 +172,54 @@ def run_sweep(
         )
         _write_sweep_log(out_dir, timings, time.time() - sweep_start)
     return report
+
+
+class PeakRSS:
+    """Peak resident memory (MB) of this process's children, e.g. a papermill kernel, sampled in a thread.
+
+    RSS of several processes is summed, so shared pages count once per process: an upper bound.
+    `peak_mb` stays None without psutil.
+    """
+
+    def __init__(self, interval_s: float = 0.25, include_self: bool = False):
+        self.interval_s, self.include_self = interval_s, include_self
+        self.peak_mb: float | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def sample(self) -> float | None:
+        try:
+            import psutil
+        except ImportError:
+            return None
+        me = psutil.Process()
+        total = me.memory_info().rss if self.include_self else 0
+        for child in me.children(recursive=True):
+            try:
+                total += child.memory_info().rss
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                pass  # a child that just ended
+        return total / 2**20
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            value = self.sample()
+            if value is None:
+                return
+            self.peak_mb = max(self.peak_mb or 0.0, value)
+            self._stop.wait(self.interval_s)
+
+    def __enter__(self) -> PeakRSS:
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        if self.peak_mb is not None:
+            self.peak_mb = round(self.peak_mb, 1)
 
 
 def _read_sweep_log(out_dir: Path) -> dict[str, dict[str, Any]]:

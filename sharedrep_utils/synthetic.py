@@ -33,10 +33,10 @@ import torch
 
 from .config import HeadConfig
 from .groups import assign_groups
+from .methods import METHODS, method_label, split_method
 from .reward_models import GroupHeads, pair_metrics, train_heads
-from .stats import sem, split_method
+from .stats import sem
 
-METHODS = ("maxmin", "sharedrep", "uniform")
 RESULT_COLUMNS = [
     "method",
     "k",
@@ -284,10 +284,6 @@ def summarize(df: pd.DataFrame, by: str = "role") -> pd.DataFrame:
         row["n_seeds"] = len(part)
         rows.append(row)
     return pd.DataFrame(rows)
-
-
-def method_label(method: str, k: int | None) -> str:
-    return f"SharedRep(K={int(k)})" if method == "sharedrep" else {"maxmin": "MaxMin", "uniform": "Uniform"}[method]
 
 
 def accuracy_table(summary: pd.DataFrame, n_pairs: int, proportions: list[float]) -> pd.DataFrame:

@@ -13,26 +13,15 @@ from pathlib import Path
 
 import pandas as pd
 
-NAMES = {"maxmin": "MaxMin", "sharedrep": "SharedRep", "uniform": "Uniform", "gold": "Gold", "sft": "SFT"}
-ORDER = ["maxmin", "sharedrep", "uniform", "gold", "sft"]
-LEARNED = ("maxmin", "sharedrep", "uniform")
+from .methods import METHODS, NAMES, display_order, method_label
+
 SCORE_DIGITS, WIN_DIGITS = 3, 2
-
-
-def method_label(method: str, k) -> str:
-    """ "sharedrep", 2 -> "SharedRep (K=2)"; methods without K by their display name."""
-    name = NAMES.get(method, method)
-    return f"{name} (K={int(k)})" if pd.notna(k) else name
 
 
 def policy_order(summary: pd.DataFrame) -> list[str]:
     """Display labels in a fixed order (MaxMin, SharedRep by K, Uniform, Gold, SFT, then others)."""
-    rank = {m: i for i, m in enumerate(ORDER)}
-    keys = summary[["method", "k"]].drop_duplicates()
-    keys = sorted(
-        keys.itertuples(index=False), key=lambda r: (rank.get(r.method, 99), r.method, r.k if pd.notna(r.k) else 0)
-    )
-    return [method_label(r.method, r.k) for r in keys]
+    keys = [(r.method, r.k) for r in summary[["method", "k"]].drop_duplicates().itertuples(index=False)]
+    return [method_label(m, k) for m, k in display_order(keys)]
 
 
 def table_ks(summary: pd.DataFrame) -> list[int | None]:
@@ -84,7 +73,7 @@ def groups_of(table: pd.DataFrame) -> list[str]:
 def _best(table: pd.DataFrame, column: str, digits: int) -> pd.Series:
     """True where a learned method has the highest value (as printed) within its proportion."""
     rounded = table[column].round(digits)
-    learned = table["method"].isin(LEARNED) & rounded.notna()
+    learned = table["method"].isin(METHODS) & rounded.notna()
     best = rounded.where(learned).groupby(table["proportion"]).transform("max")
     return learned & (rounded == best)
 

@@ -154,7 +154,7 @@ def test_two_processes_shard_gather_in_order_and_only_main_writes(tmp_path):
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # no scratch, partial or lock left
 
 
-# --- a real stage through sharedrep_utils.stages.launch ---------------------------------------------
+# --- a real stage through sharedrep_utils.launcher.launch ---------------------------------------------
 
 
 def _tiny_run(tmp_path: Path, name: str, hh: Path, **extra) -> "object":
@@ -180,7 +180,8 @@ def _tiny_run(tmp_path: Path, name: str, hh: Path, **extra) -> "object":
 
 @pytest.mark.integration
 def test_evaluate_stage_through_accelerate_launch_matches_one_process(tmp_path):
-    from sharedrep_utils.stages import evaluate, launch
+    from sharedrep_utils.launcher import launch
+    from sharedrep_utils.stages import evaluate
 
     hh = tmp_path / "hh"
     hh.mkdir()

@@ -309,7 +309,7 @@ def test_chosen_and_rejected_with_different_leading_forms_share_a_prompt():
 
 
 def test_chat_to_hh_turns_trl_messages_into_hh_prompts_and_clean_responses():
-    from sharedrep_utils.gold import chat_to_hh
+    from sharedrep_utils.hh_data import chat_to_hh
 
     hh_prompt = "\n\nHuman: hi\n\nAssistant: hello\n\nHuman: how are you?"
     prompts = [to_messages(hh_prompt), "\n\nHuman: plain text prompt", to_messages("\n\nHuman: q")]

@@ -10,7 +10,7 @@ import yaml
 
 from sharedrep_utils import cli, training
 from sharedrep_utils.config import ConfigError, load_config
-from sharedrep_utils.stages import EVERY_PROCESS, accelerate_command, launch
+from sharedrep_utils.launcher import EVERY_PROCESS, accelerate_command, launch
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "configs" / "accelerate"
@@ -85,7 +85,7 @@ def test_cli_flags_set_the_launcher(tmp_path, monkeypatch):
 def test_launch_runs_in_process_unless_asked(monkeypatch):
     calls = []
     stage = SimpleNamespace(__name__="sharedrep_utils.stages.evaluate", main=lambda cfg, **kw: calls.append(kw) or "t")
-    monkeypatch.setattr("sharedrep_utils.stages._run_accelerate", lambda *a: calls.append(("accelerate", a[1], a[2])))
+    monkeypatch.setattr("sharedrep_utils.launcher._run_accelerate", lambda *a: calls.append(("accelerate", a[1], a[2])))
     assert launch(load_config("smoke"), stage, seed=1, proportion=None, method="sft") == "t"
     assert calls == [{"seed": 1, "proportion": None, "method": "sft"}]
     calls.clear()

@@ -148,7 +148,8 @@ def test_a_stage_main_holds_the_lock_for_its_whole_run(tmp_path, monkeypatch):
 
 
 def test_a_stage_command_line_exits_3_on_a_busy_stage_and_2_on_missing_inputs(tmp_path, capsys):
-    from sharedrep_utils.stages import command_line, preferences
+    from sharedrep_utils.launcher import command_line
+    from sharedrep_utils.stages import preferences
 
     argv = ["--run-dir", str(tmp_path), "--seed", "42", "--proportion", "0.1"]
     with pytest.raises(SystemExit) as info:

@@ -161,7 +161,7 @@ def tiny_run(tmp_path, backbone, freeze: bool):
 
 @pytest.mark.parametrize("freeze", [False, True])
 def test_stage_trains_each_method_once_and_grpo_loads_it(backbones, tmp_path, monkeypatch, freeze):
-    from sharedrep_utils import reward_trainer
+    from sharedrep_utils import report, reward_trainer
     from sharedrep_utils.stages import grpo
     from sharedrep_utils.stages import reward_models as stage
 
@@ -177,7 +177,7 @@ def test_stage_trains_each_method_once_and_grpo_loads_it(backbones, tmp_path, mo
         monkeypatch.setattr(
             reward_trainer, "train_end_to_end", lambda method, *a, **kw: calls.append(method) or real(method, *a, **kw)
         )
-    table = stage.main(cfg, 0, 0.5)
+    table = report.metrics_table(stage.main(cfg, 0, 0.5))
     assert calls == ["maxmin", "sharedrep", "uniform"]  # once each (the upstream trained MaxMin twice)
     assert set(table["policy"]) == {"maxmin", "sharedrep-k2", "uniform"}
     assert set(table["group"]) == {"overall", "minority", "majority"} and set(table["split"]) == {"train", "test"}

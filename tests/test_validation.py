@@ -2,6 +2,7 @@
 nothing written, whether they come from the command line, a YAML profile or a papermill parameter."""
 
 import pytest
+import yaml
 from conftest import ROOT
 
 from sharedrep_utils.cli import main
@@ -100,16 +101,36 @@ BAD_PROFILES = [
 ]
 
 
+def smoke_with(text: str) -> str:
+    """The smoke profile with `text`'s sections laid over it (YAML that is not a mapping: `text` alone)."""
+    try:
+        extra = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    if not isinstance(extra, dict):
+        return text
+    base = yaml.safe_load((ROOT / "sharedrep_utils" / "profiles" / "smoke.yaml").read_text())
+    for key, value in extra.items():
+        base[key] = {**base[key], **value} if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+    return yaml.safe_dump(base, sort_keys=False)
+
+
 @pytest.mark.parametrize(("text", "needle"), BAD_PROFILES, ids=[n for _, n in BAD_PROFILES])
 def test_bad_yaml_profiles(tmp_path, capsys, text, needle):
     profile = tmp_path / "mine.yaml"
-    # a custom profile on top of the smoke one, with one bad value
-    profile.write_text((ROOT / "sharedrep_utils" / "profiles" / "smoke.yaml").read_text())
-    with open(profile, "a") as handle:
-        handle.write(text)
-    if text.startswith("-"):
-        profile.write_text(text)
+    profile.write_text(smoke_with(text))  # a custom profile: the smoke one with one bad value
     assert needle in refuse(["--profile", str(profile)], tmp_path / "run", capsys)
+
+
+def test_a_key_given_twice_is_refused_not_last_one_wins(tmp_path, capsys):
+    smoke = (ROOT / "sharedrep_utils" / "profiles" / "smoke.yaml").read_text()
+    profile = tmp_path / "mine.yaml"
+    profile.write_text(smoke + "grpo: {beta: 0.1}\n")  # a second top-level grpo section
+    message = refuse(["--profile", str(profile)], tmp_path / "run", capsys)
+    assert "key 'grpo' appears twice" in message and str(profile) in message
+    profile.write_text("sweep:\n  seeds: [1]\n  seeds: [2]\n")  # twice inside one section
+    message = refuse(["--profile", str(profile)], tmp_path / "run", capsys)
+    assert "key 'seeds' appears twice in one section (line 3)" in message
 
 
 def test_the_smoke_profile_itself_is_accepted(tmp_path):

@@ -12,15 +12,14 @@ from ..config import Config
 from ..distributed import stage_output  # only the main process writes under accelerate launch
 from ..gold import GoldScorer
 from ..hh_data import load_hh, take
+from ..launcher import command_line
+from ..methods import check_policy
 from ..policy import generate, load_policy, pick_device
 from ..runs import eval_file, is_done, locked, policy_dir, policy_id, require
-from . import command_line
-from .grpo import check_method
 
 
 def params(cfg: Config, seed: int | None, proportion: float | None, method: str) -> dict:
-    if method != "sft":
-        check_method(cfg, method)
+    check_policy(method, ["sft", "gold", *cfg.policy_methods()])
     made_by = "01_sft" if method == "sft" else "04_grpo"
     return {
         "policy": require(policy_dir(cfg.run_path, seed, proportion, method), made_by)["params_hash"],

@@ -10,25 +10,20 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 
-from ..config import Config, ConfigError
+from ..config import Config
 from ..distributed import stage_output  # only the main process writes under accelerate launch
 from ..gold import GoldMinReward, GoldScorer
 from ..hh_data import load_hh, take, to_messages
+from ..launcher import command_line
+from ..methods import check_policy
 from ..policy import load_tokenizer, pick_device
 from ..reward_models import MinOverGroupsReward
 from ..runs import is_done, locked, policy_dir, read_manifest, require, rm_dir, sft_dir
 from ..training import trainer_arguments
-from . import command_line
-
-
-def check_method(cfg: Config, method: str) -> None:
-    allowed = ["gold", *cfg.policy_methods()]
-    if method not in allowed:
-        raise ConfigError(f"Unknown policy method {method!r}; allowed: {', '.join(allowed)}.")
 
 
 def params(cfg: Config, seed: int, proportion: float | None, method: str) -> dict:
-    check_method(cfg, method)
+    check_policy(method, ["gold", *cfg.policy_methods()])
     upstream = (
         {"gold": {"traits": {n: asdict(t) for n, t in cfg.gold.traits.items()}, "groups": cfg.gold.groups}}
         if method == "gold"

@@ -7,8 +7,8 @@ import pandas as pd
 
 from ..config import Config
 from ..groups import build_preferences
+from ..launcher import command_line
 from ..runs import is_done, locked, preferences_dir, require, responses_dir, stage_output
-from . import command_line
 
 
 def params(cfg: Config, seed: int, proportion: float) -> dict:

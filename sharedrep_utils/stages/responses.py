@@ -13,9 +13,9 @@ from ..distributed import stage_output  # only the main process writes under acc
 from ..gold import GoldScorer
 from ..groups import disagreement
 from ..hh_data import load_hh, take
+from ..launcher import command_line
 from ..policy import generate, load_policy, pick_device
 from ..runs import is_done, locked, require, responses_dir, sft_dir
-from . import command_line
 
 
 def params(cfg: Config) -> dict:

@@ -16,6 +16,8 @@ import pandas as pd
 
 from .. import plots, tables
 from ..config import Config
+from ..launcher import command_line
+from ..methods import split_method
 from ..report import training_curves
 from ..runs import (
     eval_file,
@@ -30,8 +32,7 @@ from ..runs import (
     sft_dir,
     stage_output,
 )
-from ..stats import Options, head_to_head, split_method, summarize_all
-from . import command_line
+from ..stats import Options, head_to_head, summarize_all
 
 
 def planned_policies(cfg: Config) -> list[tuple[int | None, float | None, str]]:

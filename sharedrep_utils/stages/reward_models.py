@@ -14,12 +14,14 @@ import shutil
 import time
 from dataclasses import asdict
 
-import numpy as np
 import pandas as pd
 import torch
 
 from ..config import Config
+from ..groups import split_pairs
 from ..hh_data import format_scored_text
+from ..launcher import command_line
+from ..methods import split_method
 from ..policy import pick_device
 from ..reward_models import (
     FeatureExtractor,
@@ -43,8 +45,6 @@ from ..runs import (
     rm_dir,
     stage_output,
 )
-from ..stats import split_method
-from . import command_line
 
 
 def params(cfg: Config, seed: int, proportion: float) -> dict:
@@ -56,27 +56,16 @@ def params(cfg: Config, seed: int, proportion: float) -> dict:
     }
 
 
-def split_pairs(pairs: pd.DataFrame, test_fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Seeded train/test split of preference pairs, stratified by group so every group is tested."""
-    rng = np.random.default_rng(seed)
-    test = np.zeros(len(pairs), dtype=bool)
-    for _, idx in pairs.groupby("group_id").indices.items():
-        n_test = int(round(len(idx) * test_fraction))
-        if len(idx) > 1:
-            n_test = min(max(n_test, 1), len(idx) - 1)
-        test[rng.permutation(idx)[:n_test]] = True
-    return pairs[~test].reset_index(drop=True), pairs[test].reset_index(drop=True)
-
-
 @locked("03_reward_models", lambda cfg, seed, proportion: rm_dir(cfg.run_path, seed, proportion))
-def main(cfg: Config, seed: int, proportion: float) -> pd.DataFrame:
-    """Trains every head; returns the accuracy table (method, split, group, accuracy, margin)."""
+def main(cfg: Config, seed: int, proportion: float) -> dict:
+    """Trains every reward model (unless done); returns their metrics by policy name (`report.metrics_table`
+    turns them into a table)."""
     out, p = rm_dir(cfg.run_path, seed, proportion), params(cfg, seed, proportion)
     if not is_done(out, p):
         train(cfg, seed, proportion, p)
     else:
         print(f"[reward_models] already done: {out}")
-    return metrics_table(read_manifest(out)["metrics"])
+    return read_manifest(out)["metrics"]
 
 
 def train(cfg: Config, seed: int, proportion: float, p: dict) -> None:
@@ -84,7 +73,8 @@ def train(cfg: Config, seed: int, proportion: float, p: dict) -> None:
     pairs = pd.read_parquet(preferences_dir(cfg.run_path, seed, proportion) / "preferences.parquet")
     groups = list(cfg.gold.groups)
     if not rm.freeze_backbone:
-        return train_end_to_end_all(cfg, seed, proportion, p, pairs, groups)
+        train_end_to_end_all(cfg, seed, proportion, p, pairs, groups)
+        return
     responses = pd.read_parquet(responses_dir(cfg.run_path) / "responses.parquet")
     texts = [
         format_scored_text(rm.text_format, prompt, response)
@@ -175,26 +165,6 @@ def train_end_to_end_all(
         stage["extra"].update(
             metrics=all_metrics, n_train_pairs=len(train_pairs), n_test_pairs=len(test_pairs), freeze_backbone=False
         )
-
-
-def metrics_table(metrics: dict) -> pd.DataFrame:
-    rows = [
-        {"policy": name, "split": split, "group": group, **values}
-        for name, m in metrics.items()
-        for split in ("train", "test")
-        for group, values in m[split].items()
-    ]
-    return pd.DataFrame(rows)
-
-
-def margin_table(metrics: pd.DataFrame) -> pd.DataFrame:
-    """Mean reward margin (chosen − rejected, own group's reward) per reward model and (split, group),
-    with the number of pairs behind each cell."""
-    def wide(value: str) -> pd.DataFrame:
-        table = metrics.pivot_table(index="policy", columns=["split", "group"], values=value, sort=False)
-        return table.reindex(columns=["test", "train"], level=0)
-
-    return pd.concat({"mean margin": wide("mean_margin").round(3), "pairs": wide("n").astype(int)}, axis=1)
 
 
 if __name__ == "__main__":

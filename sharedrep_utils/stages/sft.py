@@ -13,10 +13,10 @@ from .. import distributed
 from ..config import Config
 from ..distributed import stage_output  # only the main process writes under accelerate launch
 from ..hh_data import load_hh, take, to_messages
+from ..launcher import command_line
 from ..policy import TINY, build_tiny_policy, load_tokenizer, pick_device
 from ..runs import is_done, locked, read_manifest, sft_dir
 from ..training import trainer_arguments
-from . import command_line
 
 
 def params(cfg: Config) -> dict:
