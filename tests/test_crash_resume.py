@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import ROOT, needs_hh, network_attempts, sweep_command, sweep_env
+from sweep_helpers import ROOT, needs_hh, network_attempts, sweep_command, sweep_env
 
 from sharedrep_utils.runs import is_done, manifest_path, read_manifest, stage_output
 

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import ROOT, needs_hh
+from sweep_helpers import ROOT, needs_hh
 
 from sharedrep_utils import hh_data
 from sharedrep_utils.config import DataConfig, load_config

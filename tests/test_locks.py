@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, needs_hh, sweep_command, sweep_env
+from sweep_helpers import ROOT, needs_hh, sweep_command, sweep_env
 
 from sharedrep_utils import runs
 from sharedrep_utils.runs import LOCK_WAIT_ENV, StageBusy, is_done, lock_path, stage_lock, stage_output
@@ -101,9 +101,14 @@ def test_a_waiter_gets_the_stage_when_the_holder_finishes(stage, monkeypatch):
 
 def test_a_killed_holder_leaves_no_stale_lock(stage):
     holder = Holder(stage)
-    holder.kill()  # SIGKILL: the kernel drops the lock with the process
+    with pytest.raises(StageBusy):  # held: the check below can fail
+        with stage_lock(stage, "rm", wait=0):
+            pass
+    assert lock_path(stage).exists()
+    holder.kill()  # SIGKILL: no clean-up ran, but the kernel drops the lock with the process
     with stage_lock(stage, "rm", wait=0):
-        pass
+        assert runs._held  # this process holds it now, at once
+    assert not lock_path(stage).exists()
 
 
 def test_the_lock_is_reentrant_within_a_process_and_exclusive_across(stage):
@@ -204,7 +209,7 @@ def test_a_second_sweep_on_a_busy_run_directory_exits_3_naming_the_stage(tmp_pat
 def test_lock_files_live_beside_the_stage_as_hidden_files(tmp_path):
     assert lock_path(tmp_path / "rm") == tmp_path / ".rm.lock"
     assert lock_path(tmp_path / "eval" / "x.parquet") == tmp_path / "eval" / ".x.parquet.lock"
-    assert isinstance(lock_path(Path("a/b")), Path)
+    assert lock_path(Path("a/b")) == Path("a/.b.lock")  # relative paths stay relative
 
 
 def test_under_a_multi_process_launch_only_the_main_process_locks(stage, monkeypatch):

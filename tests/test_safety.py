@@ -1,7 +1,7 @@
 """Safe loading and no leaked secrets.
 
 - No `trust_remote_code` unless a model's configuration sets it; never a literal True in the code.
-- `torch.load` only with `weights_only=True`; nothing saved with pickle; weights in safetensors.
+- Nothing saved or loaded with pickle: what the kit writes is safetensors and loads back with pickle off.
 - A real run's outputs, manifests, executed notebooks and log hold no `hf_` token from the environment.
 """
 
@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import FAKE_HF_TOKEN, ROOT, needs_hh, network_attempts, sweep_env
+from sweep_helpers import FAKE_HF_TOKEN, ROOT, needs_hh, network_attempts, sweep_env
 
 PACKAGE = ROOT / "sharedrep_utils"
+PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib"}
 SOURCES = sorted(PACKAGE.rglob("*.py"))
 
 
@@ -28,22 +29,12 @@ def calls(name: str):
                     yield path.relative_to(ROOT), node.lineno, node
 
 
-def keyword(call: ast.Call, name: str):
-    return next((k.value for k in call.keywords if k.arg == name), None)
-
-
 def test_the_package_sources_are_found():
     assert len(SOURCES) > 10 and (PACKAGE / "runs.py") in SOURCES
 
 
 def test_the_call_scanner_sees_the_packages_loading_calls():
     assert len(list(calls("from_pretrained"))) >= 4  # so an empty answer below means "none", not "blind"
-
-
-def test_torch_load_only_with_weights_only_true():
-    for where, line, call in calls("torch.load"):
-        value = keyword(call, "weights_only")
-        assert isinstance(value, ast.Constant) and value.value is True, f"{where}:{line}: weights_only=True missing"
 
 
 @pytest.mark.parametrize("name", ["torch.save", "pickle.dump", "pickle.load", "pickle.loads", "joblib.dump"])
@@ -65,12 +56,39 @@ def test_trust_remote_code_is_never_hard_wired_on():
                         assert "trust_remote_code" in ast.unparse(value), f"{path.name}: {ast.unparse(value)}"
 
 
-@pytest.mark.parametrize("flag", ["safe_serialization", "use_safetensors"])
-def test_safetensors_is_never_switched_off(flag):
-    for path in SOURCES:
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.keyword) and node.arg == flag:
-                assert not (isinstance(node.value, ast.Constant) and node.value.value is False), path.name
+def test_saved_weights_are_safetensors_and_load_back_without_pickle(tmp_path, monkeypatch):
+    """What the kit saves (a policy, reward heads) is safetensors only, and loads with pickle switched off."""
+    import pickle
+
+    import torch
+
+    from sharedrep_utils.config import PolicyConfig, RewardModelConfig, TinyPolicyConfig
+    from sharedrep_utils.policy import build_tiny_policy, load_policy
+    from sharedrep_utils.reward_models import GroupHeads, load_heads, save_heads
+
+    template = yaml.safe_load((PACKAGE / "profiles" / "smoke.yaml").read_text())["policy"]["chat_template"]
+    policy = PolicyConfig(model="build:tiny-llama", chat_template=template, tiny=TinyPolicyConfig(
+        vocab_size=300, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2
+    ))
+    texts = [f"Human: question {i}? Assistant: answer {i}." for i in range(50)]
+    build_tiny_policy(policy, texts, tmp_path / "policy", seed=0)
+    heads = GroupHeads("sharedrep", dim=8, n_groups=2, k=2)
+    save_heads(heads, tmp_path / "rm", ["minority", "majority"], RewardModelConfig(backbone="b"), {})
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert not [p for p in files if p.suffix in PICKLE_SUFFIXES]
+    assert {p.parent.name for p in files if p.suffix == ".safetensors"} == {"policy", "rm"}
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a pickle was loaded")
+
+    monkeypatch.setattr(torch, "load", refuse)
+    monkeypatch.setattr(pickle, "load", refuse)
+    monkeypatch.setattr(pickle, "loads", refuse)
+    model, _ = load_policy(tmp_path / "policy", policy, "cpu")
+    loaded, _ = load_heads(tmp_path / "rm")
+    assert sum(p.numel() for p in model.parameters()) > 0
+    for name, tensor in heads.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], tensor)
 
 
 @pytest.mark.parametrize("profile", sorted((PACKAGE / "profiles").glob("*.yaml")), ids=lambda p: p.stem)
@@ -113,9 +131,6 @@ def test_the_sweep_network_guard_refuses_and_records_a_connection(tmp_path):
 @needs_hh
 def test_the_smoke_sweep_made_no_network_connection(reference_run):
     assert network_attempts() == []  # every sweep process and kernel of this session, loopback aside
-
-
-PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib"}
 
 
 @pytest.mark.integration

@@ -4,7 +4,7 @@ import subprocess
 
 import pandas as pd
 import pytest
-from conftest import ROOT, needs_hh, sweep_command, sweep_env
+from sweep_helpers import ROOT, needs_hh, sweep_command, sweep_env
 
 pytestmark = [pytest.mark.integration, needs_hh]
 

@@ -3,7 +3,7 @@ nothing written, whether they come from the command line, a YAML profile or a pa
 
 import pytest
 import yaml
-from conftest import ROOT
+from sweep_helpers import ROOT
 
 from sharedrep_utils.cli import main
 from sharedrep_utils.config import HH_DIR_ENV, ConfigError, load_config
