@@ -15,7 +15,7 @@ export TOKENIZERS_PARALLELISM ?= false
 
 RUN_DIR ?= runs/smoke
 
-.PHONY: env demo test lint lab clean-runs
+.PHONY: env demo test lint lab clean-runs paper-dryrun
 
 env: $(VENV)/.installed
 
@@ -28,6 +28,11 @@ $(VENV)/.installed: pyproject.toml
 
 demo: env
 	$(PY) -m sharedrep_utils run --profile smoke --seeds 42 --proportions 0.1 --ks 2 16 --run-dir $(RUN_DIR)
+
+# The paper profile end to end on locally built same-class stand-ins of its hub models (offline, CPU, minutes);
+# the overrides it makes (model ids, sizes, counts) are printed first (sharedrep_utils/standins.py)
+paper-dryrun: env
+	$(PY) -m sharedrep_utils paper-dryrun --run-dir runs/paper-dryrun
 
 test: env
 	$(PY) -m pytest -q

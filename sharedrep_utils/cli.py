@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from .config import ConfigError, available_profiles, load_config, parse_override
+from .config import HH_DIR_ENV, ConfigError, available_profiles, load_config, parse_override
 from .runs import LOCK_WAIT_ENV
 
 EXIT_BAD_INPUT = 2  # bad parameters: nothing was run or written
@@ -89,12 +89,30 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--sweep-dir", type=Path, default=None, help="a sweep's run directory to report per stage")
     bench.add_argument("--run-sweep", action="store_true", help="run the smoke sweep into --sweep-dir first")
     bench.add_argument("--only", nargs="+", default=None, help="entries to run (default all): " + ", ".join(ENTRIES))
+    diff = commands.add_parser(
+        "diff",
+        help="settings that differ between two profiles",
+        description="Print every setting (dotted key) whose value differs between two profiles, one per line.",
+        epilog="example: sharedrep diff paper paper-upstream   (every departure from the upstream code: "
+        "docs/deviations.md)",
+    )
+    diff.add_argument("a", help=f"a profile ({', '.join(available_profiles())}) or a YAML path")
+    diff.add_argument("b", help="the profile to compare it with")
     add_paper_path_commands(commands)
     return parser
 
 
 # the benchmark's entry names, without importing torch for `--help` or bad input
-ENTRIES = ("gold_scoring", "reward_scoring", "reward_training", "grpo_reward", "generation", "sweep")
+ENTRIES = (
+    "gold_scoring",
+    "reward_scoring",
+    "reward_training",
+    "grpo_reward",
+    "generation",
+    "grpo_step",
+    "sft_step",
+    "sweep",
+)
 
 
 def bench_main(args: argparse.Namespace) -> int:
@@ -128,6 +146,33 @@ def bench_main(args: argparse.Namespace) -> int:
     return 0
 
 
+def diff_main(args: argparse.Namespace) -> int:
+    """`sharedrep diff A B`: one line per differing setting, `key: A-value -> B-value` (values as YAML reads them)."""
+    from .config import config_diff
+
+    try:
+        rows = config_diff(args.a, args.b)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    width = max((len(key) for key, _, _ in rows), default=0)
+    for key, left, right in rows:
+        print(f"{key:<{width}}  {_show(left)} -> {_show(right)}")
+    print(f"{len(rows)} setting(s) differ between {args.a} and {args.b}.")
+    return 0
+
+
+def _show(value) -> str:
+    """A value as YAML would read it back (strings bare unless they need quotes), or (not set)."""
+    import json
+
+    from .config import ABSENT
+
+    if value is ABSENT:
+        return repr(value)
+    return value if isinstance(value, str) and value and value.strip() == value else json.dumps(value)
+
+
 def overrides_from(args: argparse.Namespace) -> dict:
     overrides = dict(parse_override(item) for item in args.set)
     for flag, key in [
@@ -145,6 +190,10 @@ def overrides_from(args: argparse.Namespace) -> dict:
     config_file = overrides.get("sweep.accelerate_config")
     if config_file and Path(config_file).is_file():  # notebooks run inside notebooks/: make it absolute
         overrides["sweep.accelerate_config"] = str(Path(config_file).resolve())
+    for key, value in overrides.items():  # likewise any local path (a model, data.hh_dir) given relative to here
+        if key != "run_dir" and isinstance(value, str) and value and not Path(value).is_absolute():
+            if Path(value).exists():
+                overrides[key] = str(Path(value).resolve())
     return overrides
 
 
@@ -156,6 +205,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "bench":
         return bench_main(args)
+    if args.command == "diff":
+        return diff_main(args)
     if args.command in PAPER_PATH_COMMANDS:
         return paper_path_main(args)
     try:
@@ -169,11 +220,16 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     if args.lock_wait is not None:
         os.environ[LOCK_WAIT_ENV] = f"{args.lock_wait:g}"  # read by the stages in every notebook's kernel
+    hh_env = os.environ.get(HH_DIR_ENV)
+    if hh_env and Path(hh_env).is_dir():  # read again in every kernel, whose working directory is notebooks/
+        os.environ[HH_DIR_ENV] = str(Path(hh_env).resolve())
     from .sweep import run_sweep  # heavy imports only once the input is known to be good
 
     start = time.time()
     try:
-        report = run_sweep(cfg, overrides, notebooks=notebooks)
+        # a YAML profile by its absolute path: the notebooks would read its bare name as a packaged profile
+        profile = str(Path(args.profile).resolve()) if Path(args.profile).suffix else None
+        report = run_sweep(cfg, overrides, notebooks=notebooks, profile=profile)
     except Exception as error:  # a failing notebook: say what failed, point at its executed copy
         name, message = failure(error)
         print(f"error: {name}: {message}", file=sys.stderr)
@@ -219,6 +275,9 @@ def add_paper_path_commands(commands) -> None:
     )
     dryrun.add_argument("--run-dir", type=Path, default=Path("runs/paper-dryrun"), help="run directory")
     dryrun.add_argument("--launcher", choices=["none", "accelerate"], help="as for `run`")
+    dryrun.add_argument(
+        "--profile", default="paper", choices=["paper", "paper-upstream"], help="the paper profile to run"
+    )
     dryrun.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="passed on to `run`")
     shapes = commands.add_parser(
         "shapes", help="TinyLlama-1.1B / gpt2-large at real dimensions, random weights: time and memory per step"
@@ -226,11 +285,12 @@ def add_paper_path_commands(commands) -> None:
     shapes.add_argument("--profile", default="paper", help="batch sizes and lengths from this profile")
     shapes.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a profile value")
     shapes.add_argument("--out", type=Path, default=None, help="JSON file to write (a .md table goes beside it)")
-    shapes.add_argument("--only", nargs="+", default=None, help="items to measure (default all): " + ", ".join(SHAPE_ITEMS))
+    shapes.add_argument("--only", nargs="+", default=None, help="items (default all): " + " ".join(SHAPE_ITEMS))
     shapes.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where to measure")
     shapes.add_argument("--max-seconds", type=float, default=600.0, help="skip an item estimated to take longer")
     shapes.add_argument("--max-memory-gb", type=float, default=None, help="skip an item estimated to need more")
     shapes.add_argument("--scale", type=float, default=1.0, help="shrink widths and depths (tests: e.g. 0.05)")
+    shapes.add_argument("--in-process", action="store_true", help="measure every item in this process (tests)")
 
 
 def paper_path_main(args: argparse.Namespace) -> int:
@@ -245,7 +305,7 @@ def paper_path_main(args: argparse.Namespace) -> int:
 
         extra = [x for item in args.set for x in ("--set", item)]
         extra += ["--launcher", args.launcher] if args.launcher else []
-        return paper_dryrun(args.run_dir, extra)
+        return paper_dryrun(args.run_dir, main, extra, profile=args.profile)
     try:
         cfg = load_config(args.profile, dict(parse_override(item) for item in args.set))
         if args.only and (unknown := sorted(set(args.only) - set(SHAPE_ITEMS))):
@@ -264,6 +324,7 @@ def paper_path_main(args: argparse.Namespace) -> int:
         max_seconds=args.max_seconds,
         max_memory_gb=args.max_memory_gb,
         scale=args.scale,
+        isolate=not args.in_process,
     )
     print(table_markdown(result))
     if args.out is not None:

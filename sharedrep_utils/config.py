@@ -81,7 +81,11 @@ class GenerationConfig:
     max_new_tokens: int = 256
     temperature: float = 1.0
     top_p: float = 1.0
+    top_k: int | None = 50  # transformers' default, which upstream sampled with; 0 or null = no top-k
     batch_size: int = 16
+    # true: the policy's chat template with the assistant cue; false: upstream's --disable_chat_template
+    # prompt, "Human: ...\nAssistant: ..." lines with no trailing cue (docs/deviations.md)
+    chat_template: bool = True
 
 
 @dataclass
@@ -98,6 +102,11 @@ class GoldConfig:
     traits: dict[str, TraitConfig] = field(default_factory=dict)
     groups: dict[str, dict[str, float]] = field(default_factory=dict)  # group -> trait weights
     minority_group: str = "minority"
+    # the text a sequence-classifier scorer reads: hh = its traits' text_format (the RMs' model-card
+    # format, run-on turns cut); chat = upstream's decoded chat-template text, run-on turns kept (hh_data.scored_text)
+    text: str = "hh"
+    # a pair whose two responses score the same for its group: drop it, or keep it with response 0 chosen (upstream)
+    preference_ties: str = "drop"
 
 
 @dataclass
@@ -112,6 +121,11 @@ class HeadConfig:
     # whose defaults are a linear decay to 0 and gradient-norm clipping at 1.0 (the paper profile's)
     lr_scheduler: str = "constant"  # constant, linear
     max_grad_norm: float = 0.0  # 0 = no clipping
+    # passes over the data, each a fresh schedule with the optimiser's state carried over: upstream's MaxMin
+    # script calls trainer.train() twice (2); MaxMin trains one run per group either way
+    train_passes: int = 1
+    init: str = "normal"  # normal: GPT-2's N(0, 0.02) weights, zero biases (upstream); torch: PyTorch's defaults
+    bias: bool = False  # a bias on the reward's last layer (upstream: none; it shifts min-over-groups only)
 
 
 @dataclass
@@ -121,6 +135,8 @@ class RewardModelConfig:
     max_length: int = 512
     batch_size: int = 32
     text_format: str = "{dialogue}\n\nAssistant: {response}"
+    text: str = "hh"  # hh: text_format, run-on turns cut; chat: upstream's decoded chat-template text (as gold.text)
+    drop_long_pairs: bool = False  # drop pairs with a text over max_length tokens (upstream's TRL); false: truncate
     test_fraction: float = 0.1
     methods: list[str] = field(default_factory=lambda: list(METHODS))
     ks: list[int] = field(default_factory=lambda: [2, 16])
@@ -145,6 +161,7 @@ class GRPOStageConfig:
     max_completion_length: int = 256
     temperature: float = 1.0
     logging_steps: int = 10
+    loss_type: str = "dapo"  # TRL's current default; upstream ran TRL 0.19.1, whose default was "bnpo"
     trainer_kwargs: dict[str, Any] = field(default_factory=dict)  # passed to TRL's GRPOConfig as is
 
 
@@ -156,14 +173,19 @@ class EvaluationConfig:
     temperature: float = 1.0  # used only when do_sample
     top_p: float = 1.0  # used only when do_sample
     seed: int = 0  # sampling seed (same seed, same completions); ignored when greedy
+    # false: every policy is scored on the same held-out prompts (the first n by prompt id), so seeds are
+    # compared on the same prompts; true (upstream): each seed's policies on n prompts drawn with that seed
+    # (the SFT policy, which has no seed, keeps the fixed prompts; its win rate covers the shared ids)
+    prompts_per_seed: bool = False
 
 
 @dataclass
 class ResultsConfig:
     """Statistics of 06_results: win-rate tie rule and bootstrap intervals."""
 
-    ties: str = "half"  # half: a tie counts 1/2 a win; lose: ties are losses (the upstream's strict rule)
-    tie_tolerance: float = 1e-6  # |a - b| <= this is a tie (same text scored in different batches)
+    # a tie is an identical completion (or exactly equal scores); half: it counts 1/2 a win; lose: a loss
+    # (the upstream's strict >); summary.csv carries both rules, this one picks the intervals and bold
+    ties: str = "half"
     n_bootstrap: int = 2000
     confidence: float = 0.95
     bootstrap_seed: int = 0
@@ -331,6 +353,52 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
+class _Absent:
+    def __repr__(self) -> str:
+        return "(not set)"
+
+
+ABSENT = _Absent()  # config_diff's value for a key that only the other side has (e.g. a trainer_kwargs entry)
+
+
+def flatten(cfg: Any) -> dict[str, Any]:
+    """Dotted key -> value for every setting of a Config, sections and mappings opened (lists are values;
+    an empty mapping, e.g. trainer_kwargs: {}, has no keys)."""
+    out: dict[str, Any] = {}
+
+    def walk(value: Any, key: str) -> None:
+        if isinstance(value, dict):
+            for name, item in value.items():
+                walk(item, f"{key}.{name}" if key else str(name))
+        else:
+            out[key] = value
+
+    walk(to_dict(cfg), "")
+    return out
+
+
+def get_dotted(cfg: Any, key: str) -> Any:
+    """The value of a dotted key ("reward_model.maxmin.train_passes", "grpo.trainer_kwargs.use_vllm")."""
+    value: Any = cfg
+    for part in key.split("."):
+        if dataclasses.is_dataclass(value) and part in {f.name for f in dataclasses.fields(value)}:
+            value = getattr(value, part)
+        elif isinstance(value, dict) and part in value:
+            value = value[part]
+        else:
+            raise KeyError(f"{key!r} is not a setting: {part!r} is not there.")
+    return value
+
+
+def config_diff(a: str | Config, b: str | Config) -> list[tuple[str, Any, Any]]:
+    """(dotted key, value in a, value in b) for every setting that differs between two profiles (names, YAML
+    paths or Configs), in key order; `ABSENT` where only one side has the key. The profile's name is left out."""
+    left, right = (flatten(load_config(c) if isinstance(c, str) else c) for c in (a, b))
+    keys = sorted((set(left) | set(right)) - {"profile"})
+    rows = [(k, left.get(k, ABSENT), right.get(k, ABSENT)) for k in keys]
+    return [(k, x, y) for k, x, y in rows if x is ABSENT or y is ABSENT or x != y]
+
+
 def _set_dotted(raw: dict, key: str, value: Any) -> None:
     parts = key.split(".")
     if not all(parts):
@@ -352,6 +420,13 @@ def nearest(value: str, allowed: list[str] | tuple[str, ...], prefix: str = "") 
     return f"; allowed{where}: {', '.join(allowed)}."
 
 
+# settings that no longer exist, with what replaced them (a clearer sentence than "unknown")
+REMOVED = {
+    "results.tie_tolerance": "a tie is now an identical completion text (a score difference is never a tie); "
+    "delete the key.",
+}
+
+
 def _build(cls: type, raw: Any, where: str) -> Any:
     """`where` is the dotted section with its trailing dot ("grpo."), or "" at the top."""
     if not isinstance(raw, dict):
@@ -362,6 +437,8 @@ def _build(cls: type, raw: Any, where: str) -> Any:
     names = [f.name for f in dataclasses.fields(cls)]
     kwargs = {}
     for key, value in raw.items():
+        if where + str(key) in REMOVED:
+            raise ConfigError(f"Parameter {where + str(key)!r} was removed: {REMOVED[where + str(key)]}")
         if key not in names:
             raise ConfigError(f"Unknown parameter {where + str(key)!r}{nearest(str(key), names, where)}")
         kwargs[key] = _coerce(hints[key], value, f"{where}{key}")
@@ -408,6 +485,10 @@ def _coerce(tp: Any, value: Any, name: str) -> Any:
 
 
 TIE_RULES = ("half", "lose")
+HEAD_INITS = ("normal", "torch")  # reward heads: GPT-2's N(0, 0.02) with zero biases, or PyTorch's defaults
+SCORED_TEXTS = ("hh", "chat")  # gold.text, reward_model.text (hh_data.scored_text)
+PREFERENCE_TIES = ("drop", "first")  # groups.build_preferences
+GRPO_LOSS_TYPES = ("grpo", "bnpo", "dr_grpo", "dapo", "cispo", "sapo", "luspo", "vespo")  # TRL 1.16's
 TEXT_FIELDS = ("dialogue", "prompt", "response")
 
 
@@ -497,6 +578,19 @@ def validate(cfg: Config) -> None:
             )
         if hp.max_grad_norm < 0:
             raise ConfigError(f"reward_model.{method}.max_grad_norm {hp.max_grad_norm} is negative; 0 = no clipping.")
+        if hp.train_passes < 1:
+            raise ConfigError(f"reward_model.{method}.train_passes {hp.train_passes} must be at least 1.")
+        if hp.init not in HEAD_INITS:
+            raise ConfigError(f"reward_model.{method}.init {hp.init!r} is not one of {', '.join(HEAD_INITS)}.")
+    for name, value in (("reward_model.text", rm.text), ("gold.text", cfg.gold.text)):
+        if value not in SCORED_TEXTS:
+            raise ConfigError(f"{name} {value!r} is not one of {', '.join(SCORED_TEXTS)}.")
+    if cfg.gold.preference_ties not in PREFERENCE_TIES:
+        raise ConfigError(
+            f"gold.preference_ties {cfg.gold.preference_ties!r} is not one of {', '.join(PREFERENCE_TIES)}."
+        )
+    if cfg.grpo.loss_type not in GRPO_LOSS_TYPES:
+        raise ConfigError(f"grpo.loss_type {cfg.grpo.loss_type!r} is not one of {', '.join(GRPO_LOSS_TYPES)}.")
     if not 0 < cfg.data.eval_fraction < 1:
         raise ConfigError(f"data.eval_fraction {cfg.data.eval_fraction} is outside (0, 1).")
     if not 0 < rm.test_fraction < 1:
@@ -533,8 +627,6 @@ def validate(cfg: Config) -> None:
     res = cfg.results
     if res.ties not in TIE_RULES:
         raise ConfigError(f"results.ties {res.ties!r} is not one of {', '.join(TIE_RULES)}.")
-    if res.tie_tolerance < 0:
-        raise ConfigError(f"results.tie_tolerance {res.tie_tolerance} must be zero or positive.")
     if res.n_bootstrap < 100:
         raise ConfigError(f"results.n_bootstrap {res.n_bootstrap} is too small; use at least 100.")
     if not 0 < res.confidence < 1:
@@ -591,5 +683,9 @@ def _check_stage_numbers(cfg: Config) -> None:
         raise ConfigError(f"grpo.num_generations {cfg.grpo.num_generations} is below 2; GRPO compares >= 2 per prompt.")
     if not 0 < cfg.generation.top_p <= 1:
         raise ConfigError(f"generation.top_p {cfg.generation.top_p} is outside (0, 1].")
+    if cfg.generation.top_k is not None and cfg.generation.top_k < 0:
+        raise ConfigError(
+            f"generation.top_k {cfg.generation.top_k} is negative; give a whole number >= 1, or 0 for none."
+        )
     if cfg.grpo.beta < 0:
         raise ConfigError(f"grpo.beta {cfg.grpo.beta} is negative; the KL coefficient is >= 0.")

@@ -1,8 +1,9 @@
 """Gold scorers (one per trait) and group scores (weights · traits).
 
 Paper profile: the Ray2333 GPT-2-large helpful and harmless reward models, reading each dialogue in
-the HH format they were trained on. Smoke profile: real scorers that packages ship with their
-weights: prompt–response relevance from all-MiniLM-L6-v2 and 1 − P(offensive) from alt-profanity-check.
+the HH format they were trained on (with `gold.text: chat`, upstream's decoded chat-template text).
+Smoke profile: real scorers that packages ship with their weights: prompt–response relevance from
+all-MiniLM-L6-v2 and 1 − P(offensive) from alt-profanity-check.
 """
 
 from __future__ import annotations
@@ -13,14 +14,14 @@ import numpy as np
 import torch
 
 from .config import GoldConfig, TraitConfig
-from .hh_data import chat_to_hh, clean_response, format_scored_text, last_user_turn
+from .hh_data import chat_to_hh, clean_response, last_user_turn, scorer_texts
 from .hub import loading, resolve_model
 from .text_batches import length_sorted_batches
 
 Scorer = Callable[[list[str], list[str]], np.ndarray]
 
 
-def _sequence_classifier(trait: TraitConfig, device: str) -> Scorer:
+def _sequence_classifier(trait: TraitConfig, device: str, text: str = "hh", chat_tokenizer=None) -> Scorer:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     path = resolve_model(trait.model)
@@ -34,7 +35,7 @@ def _sequence_classifier(trait: TraitConfig, device: str) -> Scorer:
 
     @torch.inference_mode()
     def score(prompts: list[str], responses: list[str]) -> np.ndarray:
-        texts = scored_texts(trait.text_format, prompts, responses)
+        texts = scored_texts(trait.text_format, prompts, responses, text, chat_tokenizer)
         out = np.zeros(len(texts))
         for idx, batch in length_sorted_batches(tokenizer, texts, trait.batch_size, trait.max_length):
             logits = model(**batch.to(device)).logits[:, 0]
@@ -47,18 +48,19 @@ def _sequence_classifier(trait: TraitConfig, device: str) -> Scorer:
 _CHAT_MARKUP = ("<|user|>", "<|assistant|>", "<|system|>", "<|im_start|>", "[INST]")
 
 
-def scored_texts(template: str, prompts: list[str], responses: list[str]) -> list[str]:
-    """Prompt + completion in a gold scorer's own format (its `text_format`), nothing else.
+def scored_texts(
+    template: str, prompts: list[str], responses: list[str], text: str = "hh", chat_tokenizer=None
+) -> list[str]:
+    """Prompt + completion as a gold scorer reads it (`hh_data.scorer_texts`): in its own format (its
+    `text_format`), the response cut where a model runs on into a new turn, so the prompt is never scored
+    twice; or, with text="chat", upstream's decoded chat-template text (the policy's `chat_tokenizer`).
 
-    Prompts must be HH dialogues (`\n\nHuman: ...`), not a policy's chat-template rendering; the
-    response is cut where a model runs on into a new turn, so the prompt is never scored twice.
+    Prompts must be HH dialogues (`\n\nHuman: ...`), not a policy's chat-template rendering.
     """
-    texts = []
-    for prompt, response in zip(prompts, responses, strict=True):
+    for prompt in prompts:
         if not prompt.startswith("\n\nHuman:") or any(m in prompt for m in _CHAT_MARKUP):
             raise ValueError(f"Gold scorers read HH dialogues starting with '\\n\\nHuman:'; got {prompt[:60]!r}.")
-        texts.append(format_scored_text(template, prompt, clean_response(response)))
-    return texts
+    return scorer_texts(text, template, prompts, responses, chat_tokenizer)
 
 
 def _embedding_relevance(trait: TraitConfig, device: str) -> Scorer:
@@ -109,14 +111,28 @@ SCORERS: dict[str, Callable[[TraitConfig, str], Scorer]] = {  # one per config.T
 }
 
 
-class GoldScorer:
-    """All traits of a profile, each model loaded once."""
+READS_TEXT = ("sequence_classifier",)  # kinds that read prompt + completion as one text: gold.text applies
 
-    def __init__(self, gold: GoldConfig, device: str = "cpu"):
+
+class GoldScorer:
+    """All traits of a profile, each model loaded once. `chat_tokenizer`: the policy's tokenizer, needed
+    with `gold.text: chat` (the text is its chat-template rendering)."""
+
+    def __init__(self, gold: GoldConfig, device: str = "cpu", chat_tokenizer=None):
+        if gold.text == "chat" and chat_tokenizer is None:
+            raise ValueError("gold.text is chat: GoldScorer needs the policy's tokenizer (chat_tokenizer=...).")
         self.gold = gold
-        self.scorers = {name: SCORERS[t.kind](t, device) for name, t in gold.traits.items()}
+        text = {"text": gold.text, "chat_tokenizer": chat_tokenizer}
+        self.scorers = {
+            name: SCORERS[t.kind](t, device, **(text if t.kind in READS_TEXT else {}))
+            for name, t in gold.traits.items()
+        }
 
     def traits(self, prompts: list[str], responses: list[str]) -> dict[str, np.ndarray]:
+        """Every trait's scores for completions as generated; with gold.text hh each scorer reads the
+        assistant's own turn (run-on turns cut, here once for all), with chat the completion as generated."""
+        if self.gold.text == "hh":
+            responses = [clean_response(r) for r in responses]
         return {name: scorer(prompts, responses) for name, scorer in self.scorers.items()}
 
     def groups(self, traits: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -140,6 +156,6 @@ class GoldMinReward:
         self.scorer = scorer
 
     def __call__(self, prompts, completions, **kwargs) -> list[float]:
-        hh_prompts, responses = chat_to_hh(prompts, completions)
+        hh_prompts, responses = chat_to_hh(prompts, completions, clean=False)  # traits() cleans for hh
         groups = self.scorer.groups(self.scorer.traits(hh_prompts, responses))
         return np.min(np.stack(list(groups.values())), axis=0).tolist()

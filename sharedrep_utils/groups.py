@@ -35,12 +35,16 @@ def build_preferences(
     minority: str,
     proportion: float,
     seed: int,
+    ties: str = "drop",
 ) -> tuple[pd.DataFrame, dict]:
     """chosen / rejected / group_id per prompt, and counts for the manifest.
 
     `responses` has prompt_id, prompt, response_0, response_1 and `<trait>_0`, `<trait>_1` columns.
-    Pairs whose two responses tie for their group, or are the same text, are dropped and counted.
+    ties="drop": pairs whose two responses tie for their group, or are the same text, are dropped and counted.
+    ties="first": every pair is kept and a tie goes to response 0, as upstream (`score_0 >= score_1`).
     """
+    if ties not in ("drop", "first"):
+        raise ValueError(f"Preference ties {ties!r} is not one of drop, first.")
     names = list(group_weights)
     group = assign_groups(len(responses), proportion, names, minority, seed)
     scores = [group_scores({t: responses[f"{t}_{i}"].to_numpy() for t in trait_names}, group_weights) for i in (0, 1)]
@@ -48,8 +52,8 @@ def build_preferences(
     s0 = np.array([scores[0][g][i] for i, g in zip(rows_idx, group)])
     s1 = np.array([scores[1][g][i] for i, g in zip(rows_idx, group)])
     same_text = (responses["response_0"] == responses["response_1"]).to_numpy()
-    keep = (s0 != s1) & ~same_text
-    first_wins = s0 > s1
+    keep = (s0 != s1) & ~same_text if ties == "drop" else np.ones(len(responses), dtype=bool)
+    first_wins = s0 >= s1  # only a kept tie reaches the equality: response 0 is chosen
     out = pd.DataFrame(
         {
             "prompt_id": responses["prompt_id"],
@@ -66,7 +70,8 @@ def build_preferences(
         "rows": int(len(responses)),
         "pairs": int(len(out)),
         "dropped_ties": int((~keep & ~same_text).sum()),
-        "dropped_identical": int(same_text.sum()),
+        "dropped_identical": int((~keep & same_text).sum()),
+        "kept_ties": int((keep & (s0 == s1)).sum()),
         "pairs_per_group": {g: int((out["group"] == g).sum()) for g in names},
     }
     empty = [g for g, n in counts["pairs_per_group"].items() if n == 0]

@@ -94,9 +94,43 @@ def last_user_turn(prompt: str) -> str:
 def format_scored_text(template: str, prompt: str, response: str) -> str:
     """A (prompt, response) pair in a scorer's own format.
 
-    Placeholders: {dialogue} (the HH prompt, all turns), {prompt} (its last human turn), {response}.
+    Placeholders: {dialogue} (the HH prompt, all turns), {prompt} (its last human turn), {response} (the
+    assistant's own turn: a completion that runs on into a new turn is cut there, `clean_response`).
     """
-    return template.format(dialogue=prompt, prompt=last_user_turn(prompt), response=response.strip())
+    return template.format(dialogue=prompt, prompt=last_user_turn(prompt), response=clean_response(response))
+
+
+def scorer_texts(text: str, template: str, prompts: list[str], responses: list[str], tokenizer=None) -> list[str]:
+    """The texts a reward model (gold or learned) reads for (HH prompt, completion as generated) pairs: the
+    one place they are built, for preference data, reward training, the GRPO reward and evaluation alike.
+
+    hh: `format_scored_text` with `template` (the Ray2333 RMs' model-card format), run-on turns cut.
+    chat: upstream's text (docs/deviations.md): the policy `tokenizer`'s chat-template rendering of the prompt
+    with its assistant cue, then the completion as generated (run-on turns kept), decoded without special
+    tokens, as upstream's `batch_decode(whole sequence, skip_special_tokens=True)` stored it (up to
+    SentencePiece whitespace at the joint).
+    """
+    if len(prompts) != len(responses):
+        raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses.")
+    if text == "hh":
+        return [format_scored_text(template, p, r) for p, r in zip(prompts, responses)]
+    if text != "chat":
+        raise ValueError(f"Scored text {text!r} is not one of hh, chat.")
+    if tokenizer is None:
+        raise ValueError("The chat text is the policy's chat-template rendering; pass the policy's tokenizer.")
+    rendered = [
+        tokenizer.apply_chat_template(to_messages(p), tokenize=False, add_generation_prompt=True) + r
+        for p, r in zip(prompts, responses)
+    ]
+    ids = tokenizer(rendered, add_special_tokens=False)["input_ids"] if rendered else []
+    return tokenizer.batch_decode(ids, skip_special_tokens=True) if ids else []
+
+
+def plain_prompt(prompt: str) -> str:
+    """Upstream's `--disable_chat_template` prompt: "Human: ..." / "Assistant: ..." lines joined by one newline,
+    with no trailing "Assistant:" cue (its convert_messages_to_text)."""
+    names = {"user": "Human", "assistant": "Assistant"}
+    return "\n".join(f"{names[role]}: {content}" for role, content in parse_turns(prompt))
 
 
 _TURN_MARKERS = ("<|user|>", "<|system|>", "<|assistant|>", "\n\nHuman:", "\n\nAssistant:")
@@ -244,14 +278,43 @@ def take(examples: list[Example], n: int) -> list[Example]:
     return examples[:n] if n else examples
 
 
-def chat_to_hh(prompts, completions) -> tuple[list[str], list[str]]:
-    """TRL's conversational (prompt messages, completion messages) as (HH prompt, response text)."""
+def take_counted(
+    examples: list[Example], n: int, setting: str, what: str, seed: int | None = None, echo: bool = True
+) -> tuple[list[Example], dict]:
+    """The first n examples, never silently fewer: (examples, record for the stage's manifest).
+
+    `setting` names the configuration key that asked for n (0 = all), `what` the examples ("held-out
+    prompts"). With `seed`, the examples are first shuffled by a generator seeded with it (the same
+    seed draws the same prompts on every machine). When the data holds fewer than asked, one line
+    says so (printed unless `echo` is False, e.g. on non-main processes) and the record keeps it.
+    """
+    order = list(examples)
+    if seed is not None:
+        import numpy as np
+
+        order = [order[i] for i in np.random.default_rng(seed).permutation(len(order))]
+    chosen = take(order, n)
+    record = {"setting": setting, "asked": n, "available": len(examples), "used": len(chosen), "draw_seed": seed}
+    record["shortfall"] = (
+        f"{setting} asks for {n} {what}, but the data holds only {len(examples)}; using {len(chosen)}."
+        if n and len(chosen) < n
+        else None
+    )
+    if record["shortfall"] and echo:
+        print(f"SHORTFALL: {record['shortfall']}", flush=True)
+    return chosen, record
+
+
+def chat_to_hh(prompts, completions, clean: bool = True) -> tuple[list[str], list[str]]:
+    """TRL's conversational (prompt messages, completion messages) as (HH prompt, response text); the
+    response cut at a run-on turn, or as generated with `clean=False` (the rewards: `scorer_texts` decides)."""
+    tidy = clean_response if clean else (lambda text: text)
     hh_prompts, responses = [], []
     for prompt, completion in zip(prompts, completions, strict=True):
         if isinstance(prompt, str):
             hh_prompts.append(prompt)
-            responses.append(clean_response(completion))
+            responses.append(tidy(completion))
             continue
         hh_prompts.append(format_prompt([(m["role"], m["content"]) for m in prompt]))
-        responses.append(clean_response(completion[-1]["content"]) if completion else "")
+        responses.append(tidy(completion[-1]["content"]) if completion else "")
     return hh_prompts, responses

@@ -23,6 +23,16 @@ from .tables import policy_order  # noqa: E402
 
 REFERENCES = ("Gold", "SFT")  # dashed: reference policies, not methods
 TIES_TEXT = {"half": "ties count ½", "lose": "ties lose"}
+
+
+def interval_text(summary: pd.DataFrame) -> str:
+    """What the error bars are: the bootstrap interval over prompts, cluster or within each seed."""
+    kinds = set(summary["bootstrap"].dropna()) if "bootstrap" in summary else set()
+    if "within-seed" in kinds:
+        return "bootstrap 95% CI over prompts, resampled within each seed (seeds evaluated on different prompts)"
+    return "cluster-bootstrap 95% CI over prompts (prompt ids drawn jointly for every seed)"
+
+
 CURVE_LABELS = {
     "reward": "training reward\n(own RM, min over groups)",
     "kl": "KL to the SFT policy\n(nats per token)",
@@ -123,7 +133,7 @@ def gold_score_figure(summary: pd.DataFrame, out_dir: Path, caption: str) -> lis
         "ci_low_gold_score",
         "ci_high_gold_score",
         "mean gold group score (gold RM units)",
-        caption + " Error bars: bootstrap 95% CI of the mean over prompts (SEM where no interval).",
+        caption + f" Error bars: {interval_text(summary)} (SEM over prompts where no interval).",
         out_dir,
         "gold_score_vs_proportion",
         fallback="sem_gold_score",
@@ -139,7 +149,8 @@ def win_rate_figure(summary: pd.DataFrame, out_dir: Path, caption: str) -> list[
         "win_rate_ci_low",
         "win_rate_ci_high",
         f"win rate vs gold policy\n(share of prompts; {TIES_TEXT.get(ties, ties)})",
-        caption + " Error bars: bootstrap 95% CI over prompts. Dotted line: even with the gold policy.",
+        caption + f" Error bars: {interval_text(summary)}; a tie is an identical completion. "
+        "Dotted line: even with the gold policy.",
         out_dir,
         "win_rate_vs_proportion",
         skip=("gold",),
@@ -187,7 +198,7 @@ def k_ablation_figure(summary: pd.DataFrame, out_dir: Path, caption: str) -> lis
             ax.set_title(f"{group} group")
             ax.grid(alpha=0.3)
     axes[0][-1].legend(fontsize=7)
-    text = caption + " Error bars: bootstrap 95% CI over prompts; dotted lines: MaxMin at the same p (no K)."
+    text = caption + f" Error bars: {interval_text(summary)}; dotted lines: MaxMin at the same p (no K)."
     return _save(fig, out_dir, "k_ablation", text)
 
 

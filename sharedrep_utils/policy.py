@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from .config import Config, PolicyConfig
-from .hh_data import clean_response, to_messages
+from .hh_data import clean_response, plain_prompt, to_messages
 from .hub import loading
 
 TINY = "build:tiny-llama"
@@ -103,6 +103,9 @@ def load_policy(path: str | Path, policy: PolicyConfig, device: str):
             str(path), dtype=dtype, trust_remote_code=policy.trust_remote_code
         ).to(device)
     model.eval()
+    # TinyLlama-Chat ships generation_config max_length 2048: with max_new_tokens every generate() call
+    # (one per batch) would log that both are set; max_new_tokens is what the kit means
+    model.generation_config.max_length = None
     return model, load_tokenizer(path, policy)
 
 
@@ -117,19 +120,28 @@ def generate(
     do_sample: bool,
     temperature: float = 1.0,
     top_p: float = 1.0,
+    top_k: int | None = None,
     num_return_sequences: int = 1,
     seed: int = 0,
+    chat_template: bool = True,
+    keep_run_on: bool = False,
 ) -> list[list[str]]:
     """Responses for HH prompts: for each prompt a list of `num_return_sequences` strings.
 
-    Prompts are rendered with the policy's chat template, sorted by length and batched with left
-    padding (only as much as each batch needs); the output keeps the input order. Sampling draws
-    from a generator seeded per batch, so the same seed gives the same responses.
+    Prompts are rendered with the policy's chat template (or, with chat_template=False, as upstream's
+    `--disable_chat_template` plain text, tokenized with the tokenizer's own special tokens as it did),
+    sorted by length and batched with left padding (only as much as each batch needs); the output keeps
+    the input order. Sampling draws from a generator seeded per batch, so the same seed gives the same
+    responses; top_k None or 0 samples without a top-k cut. A response is cut where the model runs on into
+    a new turn, or kept as generated with keep_run_on (special tokens skipped, as upstream decoded).
     """
-    rendered = [
-        tokenizer.apply_chat_template(to_messages(p), tokenize=False, add_generation_prompt=True) for p in prompts
-    ]
-    encoded = [tokenizer(text, add_special_tokens=False)["input_ids"] for text in rendered]
+    if chat_template:
+        rendered = [
+            tokenizer.apply_chat_template(to_messages(p), tokenize=False, add_generation_prompt=True) for p in prompts
+        ]
+    else:
+        rendered = [plain_prompt(p) for p in prompts]
+    encoded = [tokenizer(text, add_special_tokens=not chat_template)["input_ids"] for text in rendered]
     order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
     outputs: list[list[str]] = [[] for _ in prompts]
     tokenizer.padding_side = "left"
@@ -144,11 +156,12 @@ def generate(
             do_sample=do_sample,
             temperature=temperature if do_sample else None,
             top_p=top_p if do_sample else None,
-            top_k=None,
+            top_k=top_k if do_sample and top_k else None,  # None: no top-k (transformers' own default is 50)
             num_return_sequences=num_return_sequences,
             pad_token_id=tokenizer.pad_token_id,
         )
         texts = tokenizer.batch_decode(generated[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
         for j, i in enumerate(batch):
-            outputs[i] = [clean_response(t) for t in texts[j * num_return_sequences : (j + 1) * num_return_sequences]]
+            own = texts[j * num_return_sequences : (j + 1) * num_return_sequences]
+            outputs[i] = own if keep_run_on else [clean_response(t) for t in own]
     return outputs

@@ -247,5 +247,9 @@ def results_overview(summary: pd.DataFrame) -> pd.DataFrame:
             "mean [CI]": interval("mean_gold_score", "ci_low_gold_score", "ci_high_gold_score", 3),
             "win rate vs gold [CI]": interval("win_rate_vs_gold", "win_rate_ci_low", "win_rate_ci_high", 2),
             "seed SD (score)": column("seed_sd_gold_score").round(3),
+            "win rate ties ½ / lose": [
+                f"{h:.2f} / {lo:.2f}" if pd.notna(h) else "—"
+                for h, lo in zip(column("win_rate_vs_gold_ties_half"), column("win_rate_vs_gold_ties_lose"))
+            ],
         }
     )

@@ -1,11 +1,12 @@
 """Group-aware reward models on a frozen backbone: heads over cached features.
 
-- MaxMin: one linear head per group, each trained only on its own group's pairs.
+- MaxMin: one linear head per group, each trained in its own run on its own group's pairs (own optimiser,
+  schedule and step count, as upstream trains one reward model per group), then stacked as U columns.
 - SharedRep(K): Linear(d, K) then Linear(K, U, bias=False); each pair's loss goes to its group's column.
 - Uniform: one head on all pairs, whatever the group.
 
 All three are `GroupHeads`; routing is the same gather, so a pair only trains its own group's
-output (for MaxMin, its own head). Features φ are the backbone's output at the last non-pad token
+output. Features φ are the backbone's output at the last non-pad token
 (decoders) or the CLS / mean-pooled output (encoders), computed once per unique text and cached.
 `GroupRewardModel` puts the same heads on trainable backbone(s) for end-to-end training
 (`reward_trainer.py`); `MinOverGroupsReward` serves either kind to GRPO.
@@ -28,7 +29,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .config import HeadConfig, RewardModelConfig
-from .hh_data import chat_to_hh, format_scored_text
+from .hh_data import chat_to_hh, scorer_texts
 from .hub import loading, resolve_model
 from .text_batches import length_sorted_batches
 
@@ -47,22 +48,26 @@ class SimplexMixing(nn.Module):
 class GroupHeads(nn.Module):
     """Rewards for U groups from features: (N, d) -> (N, U). Uniform has U = 1 (shared by everyone).
 
-    SharedRep's mixing is a free Linear(K, U, bias=False) as in the upstream code, or weights on the
-    simplex with `simplex=True` as in the paper's theory.
+    SharedRep's mixing is a free Linear(K, U) as in the upstream code, or weights on the simplex with
+    `simplex=True` as in the paper's theory. `bias` puts a bias on the last layer (upstream: none; the
+    reward's last layer is GPT-2's bias-free score layer, and SharedRep's first layer keeps its bias).
     """
 
-    def __init__(self, method: str, dim: int, n_groups: int, k: int | None = None, simplex: bool = False):
+    def __init__(
+        self, method: str, dim: int, n_groups: int, k: int | None = None, simplex: bool = False, bias: bool = False
+    ):
         super().__init__()
         self.method, self.dim, self.n_groups, self.k, self.simplex = method, dim, n_groups, k, simplex
+        self.bias = bias
         if method == "sharedrep":
             if not k or k < 1:
                 raise ValueError(f"SharedRep needs K >= 1, got {k}.")
-            mixing = SimplexMixing(k, n_groups) if simplex else nn.Linear(k, n_groups, bias=False)
+            mixing = SimplexMixing(k, n_groups) if simplex else nn.Linear(k, n_groups, bias=bias)
             self.net = nn.Sequential(nn.Linear(dim, k), mixing)
         elif method == "maxmin":
-            self.net = nn.Linear(dim, n_groups)  # column u is group u's own head
+            self.net = nn.Linear(dim, n_groups, bias=bias)  # column u is group u's own head
         elif method == "uniform":
-            self.net = nn.Linear(dim, 1)
+            self.net = nn.Linear(dim, 1, bias=bias)
         else:
             raise ValueError(f"Unknown method {method!r}; allowed: maxmin, sharedrep, uniform.")
 
@@ -130,6 +135,69 @@ def single_threaded(fn):
     return wrapper
 
 
+def new_heads(method: str, dim: int, n_groups: int, k: int | None, hp: HeadConfig) -> GroupHeads:
+    """Untrained heads as the config says: bias, mixing, and initialisation (`hp.init`): "normal" is what
+    transformers gives a new GPT-2 score head (every Linear weight N(0, 0.02), biases 0), as upstream's heads
+    were initialised; "torch" keeps PyTorch's defaults. Simplex mixing logits start at 0 either way."""
+    heads = GroupHeads(method, dim, n_groups, k, simplex=hp.simplex_mixing, bias=hp.bias)
+    if hp.init == "normal":
+        for module in heads.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.normal_(module.weight, mean=0.0, std=0.02)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+    elif hp.init != "torch":
+        raise ValueError(f"Head init {hp.init!r} is not one of normal, torch.")
+    return heads
+
+
+def stack_maxmin(singles: list[GroupHeads]) -> GroupHeads:
+    """U single-group MaxMin heads (each `GroupHeads("maxmin", d, 1)`) as one MaxMin `GroupHeads` of U columns."""
+    first = singles[0]
+    heads = GroupHeads("maxmin", first.dim, len(singles), bias=first.bias).to(first.net.weight.device)
+    with torch.no_grad():
+        heads.net.weight.copy_(torch.cat([h.net.weight for h in singles]))
+        if first.bias:
+            heads.net.bias.copy_(torch.cat([h.net.bias for h in singles]))
+    return heads
+
+
+def fit_heads(
+    heads: GroupHeads, chosen: torch.Tensor, rejected: torch.Tensor, group_ids: torch.Tensor, hp: HeadConfig, seed: int
+) -> tuple[list[float], int]:
+    """One training run: (mean loss per epoch, optimiser steps). `hp.train_passes` passes of `hp.num_epochs`
+    epochs, each pass a fresh schedule with Adam's state carried over, as a second `trainer.train()` on the
+    same Trainer does (upstream's MaxMin script). Adam at weight decay 0 is transformers' AdamW; "linear"
+    is its default schedule (full rate down to 0 at the pass's last step, no warm-up)."""
+    if len(group_ids) == 0:
+        return [], 0
+    optimizer = torch.optim.Adam(heads.parameters(), lr=hp.learning_rate)
+    steps_per_pass = hp.num_epochs * -(-len(group_ids) // hp.batch_size)
+    decay = (lambda step: 1.0 - step / steps_per_pass) if hp.lr_scheduler == "linear" else (lambda step: 1.0)
+    generator = torch.Generator().manual_seed(seed)
+    losses, steps = [], 0
+    for _ in range(hp.train_passes):
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, decay)  # restarts at the full rate
+        for _ in range(hp.num_epochs):
+            order = torch.randperm(len(group_ids), generator=generator)
+            total = 0.0
+            for start in range(0, len(order), hp.batch_size):
+                idx = order[start : start + hp.batch_size]
+                loss = pair_loss(
+                    heads, chosen[idx], rejected[idx], group_ids[idx], hp.tanh, hp.center_rewards_coefficient
+                )
+                optimizer.zero_grad()
+                loss.backward()
+                if hp.max_grad_norm > 0:
+                    torch.nn.utils.clip_grad_norm_(heads.parameters(), hp.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                steps += 1
+                total += loss.item() * len(idx)
+            losses.append(total / len(order))
+    return losses, steps
+
+
 @single_threaded
 def train_heads(
     method: str,
@@ -141,31 +209,35 @@ def train_heads(
     hp: HeadConfig,
     seed: int,
 ) -> tuple[GroupHeads, list[float]]:
-    """Adam on cached features (with the config's schedule and clipping); returns the heads and the mean
-    loss per epoch."""
+    """Heads trained on cached features; returns the heads and the mean loss per epoch (`fit_heads`).
+
+    SharedRep and Uniform: one run over all pairs. MaxMin: one run per group, as upstream runs one process
+    per group: head u sees only group u's pairs, with its own optimiser, schedule and step count, and the U
+    heads are then stacked into one `GroupHeads` (what is saved and what GRPO's min over groups reads); its
+    loss per epoch is the pair-weighted mean over the runs. `heads.runs` records every run: the group ids it
+    trained, its pairs and its optimiser steps.
+    """
     torch.manual_seed(seed)
-    heads = GroupHeads(method, chosen.shape[1], n_groups, k, simplex=hp.simplex_mixing)
-    optimizer = torch.optim.Adam(heads.parameters(), lr=hp.learning_rate)
-    total_steps = hp.num_epochs * -(-len(group_ids) // hp.batch_size)
-    # "linear" is transformers' default: from the full rate down to 0 at the last step, no warm-up
-    decay = (lambda step: 1.0 - step / total_steps) if hp.lr_scheduler == "linear" else (lambda step: 1.0)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, decay)
-    generator = torch.Generator().manual_seed(seed)
-    losses = []
-    for _ in range(hp.num_epochs):
-        order = torch.randperm(len(group_ids), generator=generator)
-        total = 0.0
-        for start in range(0, len(order), hp.batch_size):
-            idx = order[start : start + hp.batch_size]
-            loss = pair_loss(heads, chosen[idx], rejected[idx], group_ids[idx], hp.tanh, hp.center_rewards_coefficient)
-            optimizer.zero_grad()
-            loss.backward()
-            if hp.max_grad_norm > 0:
-                torch.nn.utils.clip_grad_norm_(heads.parameters(), hp.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            total += loss.item() * len(idx)
-        losses.append(total / max(len(order), 1))
+    dim = chosen.shape[1]
+    if method != "maxmin":
+        heads = new_heads(method, dim, n_groups, k, hp)
+        losses, steps = fit_heads(heads, chosen, rejected, group_ids, hp, seed)
+        heads.runs = [{"groups": list(range(n_groups)), "pairs": len(group_ids), "optimizer_steps": steps}]
+        return heads.eval(), losses
+    singles = [new_heads("maxmin", dim, 1, None, hp) for _ in range(n_groups)]  # all initialised up front
+    runs, per_run = [], []
+    for u, head in enumerate(singles):
+        own = group_ids == u
+        n = int(own.sum())
+        run_losses, steps = fit_heads(head, chosen[own], rejected[own], torch.zeros(n, dtype=torch.long), hp, seed)
+        runs.append({"groups": [u], "pairs": n, "optimizer_steps": steps})
+        per_run.append((n, run_losses))
+    heads = stack_maxmin(singles)
+    heads.runs = runs
+    trained = [(n, run_losses) for n, run_losses in per_run if run_losses]
+    total = sum(n for n, _ in trained)
+    epochs = hp.num_epochs * hp.train_passes
+    losses = [sum(n * run_losses[e] for n, run_losses in trained) / total for e in range(epochs)] if total else []
     return heads.eval(), losses
 
 
@@ -370,6 +442,8 @@ def save_heads(heads: GroupHeads, out_dir: Path, groups: list[str], rm: RewardMo
         "pooling": rm.pooling,
         "max_length": rm.max_length,
         "text_format": rm.text_format,
+        "text": rm.text,
+        "bias": heads.bias,
         **extra,
     }
     (out_dir / "config.json").write_text(json.dumps(config, indent=2))
@@ -378,7 +452,12 @@ def save_heads(heads: GroupHeads, out_dir: Path, groups: list[str], rm: RewardMo
 def load_heads(model_dir: Path) -> tuple[GroupHeads, dict]:
     config = json.loads((model_dir / "config.json").read_text())
     heads = GroupHeads(
-        config["method"], config["dim"], len(config["groups"]), config["k"], config.get("simplex", False)
+        config["method"],
+        config["dim"],
+        len(config["groups"]),
+        config["k"],
+        config.get("simplex", False),
+        config.get("bias", config["method"] != "sharedrep"),  # files from before the setting: the old layout
     )
     heads.load_state_dict(load_file(model_dir / "heads.safetensors"))
     return heads.eval(), config
@@ -388,12 +467,21 @@ class MinOverGroupsReward:
     """GRPO reward for a learned model: one backbone pass per batch, then min over the group heads.
 
     A frozen-backbone model reads `rm.backbone`; an end-to-end one its own saved backbone(s), one pass
-    each. Tokenization, pooling and max length are the saved model's, so rewards match training."""
+    each. Tokenization, pooling, max length and scored text are the saved model's, so rewards match training;
+    a model trained on the chat text (`reward_model.text: chat`) needs the policy's `chat_tokenizer`."""
 
     def __init__(
-        self, model_dir: Path, rm: RewardModelConfig, device: str = "cpu", extractor: FeatureExtractor | None = None
+        self,
+        model_dir: Path,
+        rm: RewardModelConfig,
+        device: str = "cpu",
+        extractor: FeatureExtractor | None = None,
+        chat_tokenizer=None,
     ):
         self.heads, self.config = load_heads(model_dir)
+        self.text, self.chat_tokenizer = self.config.get("text", "hh"), chat_tokenizer
+        if self.text == "chat" and chat_tokenizer is None:
+            raise ValueError(f"{model_dir} was trained on the chat text; pass the policy's tokenizer (chat_tokenizer).")
         saved = replace(rm, pooling=self.config["pooling"], max_length=self.config["max_length"])
         if self.config.get("backbones"):
             self.extractors = [
@@ -407,7 +495,7 @@ class MinOverGroupsReward:
 
     def all_rewards(self, prompts: list[str], responses: list[str]) -> torch.Tensor:
         """(N, U): every group's reward."""
-        texts = [format_scored_text(self.text_format, p, r) for p, r in zip(prompts, responses, strict=True)]
+        texts = scorer_texts(self.text, self.text_format, prompts, responses, self.chat_tokenizer)
         with torch.no_grad():
             return group_rewards(self.heads, [e(texts) for e in self.extractors])
 
@@ -415,17 +503,31 @@ class MinOverGroupsReward:
         return self.all_rewards(prompts, responses).min(dim=1).values.numpy()
 
     def __call__(self, prompts, completions, **kwargs) -> list[float]:
-        return self.rewards(*chat_to_hh(prompts, completions)).tolist()
+        return self.rewards(*chat_to_hh(prompts, completions, clean=False)).tolist()  # scorer_texts cleans for hh
+
+
+def pair_texts(pairs, text_format: str, text: str = "hh", chat_tokenizer=None) -> tuple[list[str], list[str]]:
+    """The scored texts of a preference DataFrame's chosen and rejected responses (`hh_data.scorer_texts`)."""
+    prompts = list(pairs["prompt"])
+    return (
+        scorer_texts(text, text_format, prompts, list(pairs["chosen"]), chat_tokenizer),
+        scorer_texts(text, text_format, prompts, list(pairs["rejected"]), chat_tokenizer),
+    )
 
 
 def pair_tensors(
-    pairs, features: dict[str, torch.Tensor], text_format: str
+    pairs, features: dict[str, torch.Tensor], text_format: str, text: str = "hh", chat_tokenizer=None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(chosen φ, rejected φ, group ids) for a preference DataFrame."""
-    chosen = torch.stack(
-        [features[format_scored_text(text_format, p, r)] for p, r in zip(pairs["prompt"], pairs["chosen"])]
+    chosen, rejected = pair_texts(pairs, text_format, text, chat_tokenizer)
+    return (
+        torch.stack([features[t] for t in chosen]),
+        torch.stack([features[t] for t in rejected]),
+        torch.tensor(np.asarray(pairs["group_id"]).tolist(), dtype=torch.long),
     )
-    rejected = torch.stack(
-        [features[format_scored_text(text_format, p, r)] for p, r in zip(pairs["prompt"], pairs["rejected"])]
-    )
-    return chosen, rejected, torch.tensor(np.asarray(pairs["group_id"]).tolist(), dtype=torch.long)
+
+
+def fits(tokenizer, texts: list[str], max_length: int) -> np.ndarray:
+    """Whether each text is at most `max_length` tokens (upstream's TRL RewardTrainer dropped longer pairs)."""
+    lengths = [len(ids) for ids in tokenizer(texts, add_special_tokens=True)["input_ids"]] if texts else []
+    return np.asarray(lengths, dtype=int) <= max_length

@@ -27,8 +27,7 @@ from trl import RewardConfig, RewardTrainer
 from trl.trainer.reward_trainer import DataCollatorForPreference
 
 from .config import HeadConfig, RewardModelConfig
-from .hh_data import format_scored_text
-from .reward_models import GroupHeads, GroupRewardModel, bt_loss, load_backbone
+from .reward_models import GroupRewardModel, bt_loss, load_backbone, new_heads, pair_texts, stack_maxmin
 from .training import trainer_arguments
 
 
@@ -71,18 +70,13 @@ class GroupRewardTrainer(RewardTrainer):
         return (loss, {"rewards": rewards}) if return_outputs else loss
 
 
-def pair_texts(pairs: pd.DataFrame, text_format: str) -> tuple[list[str], list[str]]:
-    """The scored texts (prompt + response, as the frozen path and the GRPO reward format them)."""
-    chosen = [format_scored_text(text_format, p, r) for p, r in zip(pairs["prompt"], pairs["chosen"])]
-    rejected = [format_scored_text(text_format, p, r) for p, r in zip(pairs["prompt"], pairs["rejected"])]
-    return chosen, rejected
-
-
-def preference_dataset(tokenizer, pairs: pd.DataFrame, text_format: str, max_length: int):
+def preference_dataset(
+    tokenizer, pairs: pd.DataFrame, text_format: str, max_length: int, text: str = "hh", chat_tokenizer=None
+):
     """A tokenized `datasets.Dataset` (chosen_ids, rejected_ids, group_id) that RewardTrainer uses as is."""
     from datasets import Dataset
 
-    chosen, rejected = pair_texts(pairs, text_format)
+    chosen, rejected = pair_texts(pairs, text_format, text, chat_tokenizer)
     tokenize = lambda texts: tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]  # noqa: E731
     return Dataset.from_dict(
         {
@@ -103,12 +97,17 @@ def train_end_to_end(
     seed: int,
     output_dir: Path,
     device: str = "cpu",
+    chat_tokenizer=None,
 ) -> tuple[GroupRewardModel, Any, list[dict]]:
     """Backbone(s) and heads trained together on the pairs; returns (model in eval mode, tokenizer, TRL log).
 
-    MaxMin gets one backbone per group (each moved only by its own group's pairs); SharedRep and Uniform
-    share one. The method's HeadConfig gives rate, epochs, batch size, schedule, clipping, tanh and centering;
-    `rm.trainer_kwargs` go to TRL's RewardConfig as is (e.g. bf16, gradient_checkpointing on a GPU).
+    SharedRep and Uniform: one RewardTrainer run over all pairs, one shared backbone. MaxMin: one run per
+    group, as upstream runs one process per group: backbone u and head u are trained by their own trainer on
+    group u's pairs only (own optimiser, schedule and steps), then put side by side (U backbones, the U heads
+    stacked). `model.runs` records each run (group ids, pairs, optimiser steps); each log row names its run's
+    groups. The method's HeadConfig gives rate, epochs, batch size, schedule, clipping, tanh, centering and
+    passes (each pass one `trainer.train()`); `rm.trainer_kwargs` go to TRL's RewardConfig as is (e.g. bf16,
+    gradient_checkpointing on a GPU); `chat_tokenizer` is the policy's, for `rm.text: chat`.
     """
     missing = {"prompt", "chosen", "rejected", "group_id"} - set(train_pairs.columns)
     if missing:
@@ -117,10 +116,47 @@ def train_end_to_end(
         raise ValueError("No training pairs: the reward model needs at least one.")
     torch.manual_seed(seed)  # the heads' and any fresh weights' initialisation
     tokenizer, first = load_backbone(rm.backbone)
-    backbones = [first] + [copy.deepcopy(first) for _ in range(n_groups - 1 if method == "maxmin" else 0)]
-    heads = GroupHeads(method, first.config.hidden_size, n_groups, k, simplex=hp.simplex_mixing)
-    model = GroupRewardModel(backbones, heads, rm.pooling)
-    for backbone in backbones:
+    dim = first.config.hidden_size
+
+    def run(model: GroupRewardModel, pairs: pd.DataFrame, out: Path) -> tuple[int, list[dict]]:
+        return _train_run(model, tokenizer, pairs, rm, hp, seed, out, device, chat_tokenizer)
+
+    if method != "maxmin":
+        model = GroupRewardModel([first], new_heads(method, dim, n_groups, k, hp), rm.pooling)
+        steps, log = run(model, train_pairs, output_dir)
+        model.runs = [{"groups": list(range(n_groups)), "pairs": len(train_pairs), "optimizer_steps": steps}]
+        return model.eval(), tokenizer, log
+    backbones = [first] + [copy.deepcopy(first) for _ in range(n_groups - 1)]
+    singles = [new_heads("maxmin", dim, 1, None, hp) for _ in range(n_groups)]  # all initialised up front
+    runs, log = [], []
+    for u in range(n_groups):
+        own = train_pairs[train_pairs["group_id"] == u].assign(group_id=0)  # head 0 of this run's model
+        steps, run_log = (0, [])  # a group without training pairs keeps its initial backbone and head
+        if len(own):
+            steps, run_log = run(
+                GroupRewardModel([backbones[u]], singles[u], rm.pooling), own, output_dir / f"group{u}"
+            )
+        runs.append({"groups": [u], "pairs": len(own), "optimizer_steps": steps})
+        log += [{**row, "groups": [u]} for row in run_log]
+    model = GroupRewardModel(backbones, stack_maxmin(singles), rm.pooling)
+    model.runs = runs
+    return model.eval(), tokenizer, log
+
+
+def _train_run(
+    model: GroupRewardModel,
+    tokenizer,
+    pairs: pd.DataFrame,
+    rm: RewardModelConfig,
+    hp: HeadConfig,
+    seed: int,
+    output_dir: Path,
+    device: str,
+    chat_tokenizer,
+) -> tuple[int, list[dict]]:
+    """One RewardTrainer over `pairs`, `hp.train_passes` times `trainer.train()`: a second call restarts the
+    schedule and keeps the optimiser and its state (upstream's MaxMin). Returns (optimiser steps, log)."""
+    for backbone in model.backbones:
         backbone.config.num_labels = 1  # RewardTrainer's check for a scalar reward model; U columns come from heads
     kwargs = trainer_arguments(device, seed, output_dir, rm.trainer_kwargs)
     kwargs.setdefault("logging_steps", 1)
@@ -141,9 +177,13 @@ def train_end_to_end(
         model=model,
         args=args,
         data_collator=GroupPreferenceCollator(pad_token_id=tokenizer.pad_token_id),
-        train_dataset=preference_dataset(tokenizer, train_pairs, rm.text_format, rm.max_length),
+        train_dataset=preference_dataset(tokenizer, pairs, rm.text_format, rm.max_length, rm.text, chat_tokenizer),
         processing_class=tokenizer,
         tanh=hp.tanh,
     )
-    trainer.train()
-    return model.eval(), tokenizer, trainer.state.log_history
+    steps, log = 0, []
+    for _ in range(hp.train_passes):
+        trainer.train()
+        steps += trainer.state.global_step  # TrainerState restarts with each train()
+        log += trainer.state.log_history
+    return steps, log

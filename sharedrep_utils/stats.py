@@ -1,10 +1,19 @@
-"""Evaluation statistics: per-group mean ± SEM with bootstrap intervals, win rates against the gold
-policy, head-to-head win rates between two methods, pooled over seeds and per seed.
+"""Evaluation statistics: per-group mean with its spread across seeds and a bootstrap interval over
+prompts, win rates against the gold policy (both tie rules), head-to-head win rates between two
+methods, pooled over seeds and per seed.
 
 Inputs are the per-policy evaluation tables (`eval/<policy-id>.parquet`) with a `group_<name>`
-column per group and `prompt_id`; prompts are matched across policies by id, never by text.
-Bootstrap intervals are percentile intervals that resample prompts within each seed (a seed's
-prompts stay a seed's), from a generator seeded by the cell's name, so they repeat exactly.
+column per group, `prompt_id` and `completion`; prompts are matched across policies by id, never by
+text. A tie is an identical completion (the same text, whatever the scores say: one text scored in
+two batch shapes can differ in the last digits), or, for different texts, exactly equal scores.
+
+Uncertainty, two levels. Seeds: per-seed means, their SD and standard error (`seed_sd_*`,
+`seed_sem_*`), the main uncertainty when there are two or more seeds. Prompts: percentile bootstrap
+intervals from a generator seeded by the cell's name, so they repeat exactly. Every seed scores the
+same held-out prompts (unless `evaluation.prompts_per_seed`), so a seed's rows are not independent of
+another's: the bootstrap draws prompt ids with replacement once per replicate and takes every seed's
+rows for them (a cluster bootstrap). When the seeds hold different prompt ids, it resamples prompts
+within each seed instead, and the `bootstrap` column says which ("cluster" or "within-seed").
 """
 
 from __future__ import annotations
@@ -29,13 +38,19 @@ SUMMARY_COLUMNS = [
     "ci_low_gold_score",
     "ci_high_gold_score",
     "seed_sd_gold_score",
+    "seed_sem_gold_score",
     "win_rate_vs_gold",
+    "sem_win_rate",
     "win_rate_ci_low",
     "win_rate_ci_high",
     "seed_sd_win_rate",
+    "seed_sem_win_rate",
+    "win_rate_vs_gold_ties_half",
+    "win_rate_vs_gold_ties_lose",
     "n_matched_vs_gold",
     "tie_share_vs_gold",
     "ties",
+    "bootstrap",
 ]
 PER_SEED_COLUMNS = [
     "method",
@@ -47,7 +62,10 @@ PER_SEED_COLUMNS = [
     "mean_gold_score",
     "sem_gold_score",
     "win_rate_vs_gold",
+    "win_rate_vs_gold_ties_half",
+    "win_rate_vs_gold_ties_lose",
     "n_matched_vs_gold",
+    "tie_share_vs_gold",
 ]
 HEAD_TO_HEAD_COLUMNS = [
     "method",
@@ -61,12 +79,17 @@ HEAD_TO_HEAD_COLUMNS = [
     "tie_count",
     "losses",
     "win_rate",
+    "win_rate_ties_half",
+    "win_rate_ties_lose",
     "ci_low",
     "ci_high",
     "seed_sd_win_rate",
+    "seed_sem_win_rate",
     "ties",
+    "bootstrap",
 ]
 TIE_RULES = {"half": 0.5, "lose": 0.0}  # credit for a tie
+BOOTSTRAP_KINDS = ("cluster", "within-seed")
 
 
 @dataclass(frozen=True)
@@ -74,7 +97,6 @@ class Options:
     """How win rates and intervals are computed (filled from `cfg.results`)."""
 
     ties: str = "half"
-    tie_tolerance: float = 0.0
     n_bootstrap: int = 2000
     confidence: float = 0.95
     seed: int = 0
@@ -96,6 +118,18 @@ def spread(values: list[float]) -> float:
     return float(np.std(values, ddof=1)) if len(values) > 1 else float("nan")
 
 
+def seed_sem(values: list[float]) -> float:
+    """Standard error of the mean of per-seed values (SD across seeds / sqrt(seeds)); NaN for one seed."""
+    values = [v for v in values if not np.isnan(v)]
+    return spread(values) / np.sqrt(len(values)) if len(values) > 1 else float("nan")
+
+
+def _percentile(means: np.ndarray, confidence: float) -> tuple[float, float]:
+    alpha = (1 - confidence) / 2
+    low, high = np.quantile(means, [alpha, 1 - alpha])
+    return float(low), float(high)
+
+
 def bootstrap_ci(
     samples: list[np.ndarray], n_boot: int = 2000, confidence: float = 0.95, seed: int | list[int] = 0
 ) -> tuple[float, float]:
@@ -115,32 +149,75 @@ def bootstrap_ci(
                 rows = min(256, n_boot - start)
                 idx = rng.integers(0, len(values), size=(rows, len(values)), dtype=np.int32)
                 sums[start : start + rows] += values[idx].sum(axis=1)
-    alpha = (1 - confidence) / 2
-    low, high = np.quantile(sums / total, [alpha, 1 - alpha])
-    return float(low), float(high)
+    return _percentile(sums / total, confidence)
 
 
-def outcomes(
-    ours: pd.DataFrame, reference: pd.DataFrame, column: str, ties: str = "half", tolerance: float = 0.0
-) -> pd.DataFrame:
-    """Per shared prompt (matched by prompt_id): win, tie, and the credit (1 win, 0 loss, tie per rule)."""
+def cluster_bootstrap_ci(
+    samples: list[pd.Series], n_boot: int = 2000, confidence: float = 0.95, seed: int | list[int] = 0
+) -> tuple[float, float, str]:
+    """Percentile interval of the pooled mean over seeds, prompts resampled as clusters; and the kind.
+
+    `samples` holds one Series per seed, values indexed by prompt id. When every seed holds the same
+    prompt ids, each replicate draws prompt ids with replacement once and takes every seed's rows for
+    them ("cluster"): a prompt that is hard for one seed is hard for all, and the interval counts it
+    once. Otherwise prompts are resampled within each seed ("within-seed", see `bootstrap_ci`).
+    """
+    samples = [s for s in samples if len(s)]
+    if not samples:
+        return float("nan"), float("nan"), "cluster"
+    ids = set(samples[0].index)
+    if any(len(s.index) != len(ids) or set(s.index) != ids for s in samples[1:]):
+        low, high = bootstrap_ci([s.to_numpy(dtype=float) for s in samples], n_boot, confidence, seed)
+        return low, high, "within-seed"
+    joined = pd.concat(samples).astype(float)
+    by_id = joined.groupby(level=0, sort=True)
+    clusters = np.stack([by_id.sum().to_numpy(), by_id.size().to_numpy(dtype=float)], axis=1)  # (sum, rows)
+    rng = np.random.default_rng(seed)
+    totals = np.zeros((n_boot, 2))
+    levels, counts = np.unique(clusters, axis=0, return_counts=True)
+    if len(levels) <= 16:  # credits: resample the counts per distinct cluster (same distribution, fast)
+        totals = rng.multinomial(len(clusters), counts / len(clusters), size=n_boot) @ levels
+    else:
+        for start in range(0, n_boot, 256):
+            rows = min(256, n_boot - start)
+            idx = rng.integers(0, len(clusters), size=(rows, len(clusters)), dtype=np.int32)
+            totals[start : start + rows] = clusters[idx].sum(axis=1)
+    low, high = _percentile(totals[:, 0] / totals[:, 1], confidence)
+    return low, high, "cluster"
+
+
+def outcomes(ours: pd.DataFrame, reference: pd.DataFrame, column: str, ties: str = "half") -> pd.DataFrame:
+    """Per shared prompt (matched by prompt_id): win, tie, and the credit (1 win, 0 loss, tie per rule).
+
+    A tie is an identical completion text, or different texts with exactly equal scores; otherwise
+    the higher score wins (strict >). Both tables need `prompt_id`, `completion` and `column`.
+    """
     for name, table in (("ours", ours), ("reference", reference)):
         dup = table["prompt_id"][table["prompt_id"].duplicated()]
         if len(dup):
             raise ValueError(f"prompt_id {dup.iloc[0]!r} appears twice in the {name} table; ids must be unique.")
-    merged = ours[["prompt_id", column]].merge(reference[["prompt_id", column]], on="prompt_id", suffixes=("", "_ref"))
+        if "completion" not in table:
+            raise ValueError(
+                f"The {name} table has no completion column; a tie is an identical completion, so win rates need it."
+            )
+    keep = ["prompt_id", "completion", column]
+    merged = ours[keep].merge(reference[keep], on="prompt_id", suffixes=("", "_ref"))
     diff = merged[column].to_numpy(dtype=float) - merged[f"{column}_ref"].to_numpy(dtype=float)
-    tie = np.abs(diff) <= tolerance
+    tie = (merged["completion"].to_numpy() == merged["completion_ref"].to_numpy()) | (diff == 0)
     win = (diff > 0) & ~tie
     credit = np.where(win, 1.0, np.where(tie, TIE_RULES[ties], 0.0))
     return pd.DataFrame({"prompt_id": merged["prompt_id"], "win": win, "tie": tie, "credit": credit})
 
 
-def win_rate(
-    ours: pd.DataFrame, reference: pd.DataFrame, column: str, ties: str = "half", tolerance: float = 0.0
-) -> tuple[float, int]:
+def credits(out: pd.DataFrame, ties: str) -> pd.Series:
+    """An outcome table's credits under a tie rule, indexed by prompt id."""
+    values = out["win"].to_numpy(dtype=float) + TIE_RULES[ties] * out["tie"].to_numpy(dtype=float)
+    return pd.Series(values, index=out["prompt_id"].to_numpy())
+
+
+def win_rate(ours: pd.DataFrame, reference: pd.DataFrame, column: str, ties: str = "half") -> tuple[float, int]:
     """Share of shared prompts (by prompt_id) where ours scores higher, a tie counting `ties`; and n."""
-    out = outcomes(ours, reference, column, ties, tolerance)
+    out = outcomes(ours, reference, column, ties)
     return (float(out["credit"].mean()), len(out)) if len(out) else (float("nan"), 0)
 
 
@@ -163,47 +240,73 @@ def _cells(evals: Evals) -> tuple[list[float], dict[tuple[str, float], list[tupl
 
 
 def _references(gold: dict, seed: int | None) -> list[tuple[int, pd.DataFrame]]:
-    """A policy is compared with its own seed's gold policy; one without a seed (SFT) with every seed's."""
-    return [(seed, gold[seed])] if seed in gold else sorted(gold.items(), key=lambda kv: kv[0])
+    """A policy is compared with its own seed's gold policy only; one without a seed (SFT) with every seed's."""
+    if seed is None:
+        return sorted(gold.items(), key=lambda kv: kv[0])
+    return [(seed, gold[seed])] if seed in gold else []
+
+
+def _mean(values: np.ndarray) -> float:
+    return float(np.mean(values)) if len(values) else float("nan")
 
 
 def _group_stats(method: str, runs, gold: dict, column: str, options: Options, key) -> tuple[dict, list[dict]]:
-    scores = [t[column].to_numpy(dtype=float) for _, t in runs]
-    values = np.concatenate(scores)
+    scores = [pd.Series(t[column].to_numpy(dtype=float), index=t["prompt_id"].to_numpy()) for _, t in runs]
+    values = np.concatenate([s.to_numpy() for s in scores])
     per_seed = [
-        {"seed": seed, "n": len(s), "mean_gold_score": float(s.mean()), "sem_gold_score": sem(s)}
+        {"seed": seed, "n": len(s), "mean_gold_score": _mean(s.to_numpy()), "sem_gold_score": sem(s.to_numpy())}
         for (seed, _), s in zip(runs, scores)
     ]
-    credits: list[np.ndarray] = []
+    # one entry per comparison with a gold policy: a seed's own gold, or (SFT, no seed) every seed's gold
+    comparisons: dict[str, list[pd.Series]] = {rule: [] for rule in TIE_RULES}
     n_ties = 0
     if method != "gold":
         for row, (seed, table) in zip(per_seed, runs):
-            seed_credits = []
-            for _, ref in _references(gold, seed):
-                out = outcomes(table, ref, column, options.ties, options.tie_tolerance)
-                seed_credits.append(out["credit"].to_numpy())
-                n_ties += int(out["tie"].sum())
-            joined = np.concatenate(seed_credits) if seed_credits else np.array([])
-            credits.append(joined)
-            row.update(win_rate_vs_gold=float(joined.mean()) if len(joined) else float("nan"), n_matched=len(joined))
-    matched = sum(len(c) for c in credits)
-    ci = bootstrap_ci(scores, options.n_bootstrap, options.confidence, _rng_seed(options, "score", *key))
-    wci = bootstrap_ci(credits, options.n_bootstrap, options.confidence, _rng_seed(options, "win", *key))
+            outs = [outcomes(table, ref, column) for _, ref in _references(gold, seed)]
+            for rule in TIE_RULES:
+                comparisons[rule] += [credits(o, rule) for o in outs]
+            n_ties += sum(int(o["tie"].sum()) for o in outs)
+            joined = {rule: np.concatenate([credits(o, rule).to_numpy() for o in outs] or [[]]) for rule in TIE_RULES}
+            matched = len(joined[options.ties])
+            row.update(
+                win_rate_vs_gold=_mean(joined[options.ties]),
+                win_rate_vs_gold_ties_half=_mean(joined["half"]),
+                win_rate_vs_gold_ties_lose=_mean(joined["lose"]),
+                n_matched=matched,
+                tie_share_vs_gold=sum(int(o["tie"].sum()) for o in outs) / matched if matched else float("nan"),
+            )
+    primary = comparisons[options.ties]
+    pooled_credits = np.concatenate([c.to_numpy() for c in primary]) if primary else np.array([])
+    matched = len(pooled_credits)
+    low, high, kind = cluster_bootstrap_ci(
+        scores, options.n_bootstrap, options.confidence, _rng_seed(options, "score", *key)
+    )
+    wlow, whigh, wkind = cluster_bootstrap_ci(
+        primary, options.n_bootstrap, options.confidence, _rng_seed(options, "win", *key)
+    )
+    seed_means = [r["mean_gold_score"] for r in per_seed]
+    seed_wins = [_mean(c.to_numpy()) for c in primary]  # per comparison with a gold policy (per seed)
     pooled = {
         "n": len(values),
         "n_seeds": len({s for s, _ in runs}),
-        "mean_gold_score": float(values.mean()),
+        "mean_gold_score": _mean(values),
         "sem_gold_score": sem(values),
-        "ci_low_gold_score": ci[0],
-        "ci_high_gold_score": ci[1],
-        "seed_sd_gold_score": spread([r["mean_gold_score"] for r in per_seed]),
-        "win_rate_vs_gold": float(np.concatenate(credits).mean()) if matched else float("nan"),
-        "win_rate_ci_low": wci[0],
-        "win_rate_ci_high": wci[1],
-        "seed_sd_win_rate": spread([r.get("win_rate_vs_gold", float("nan")) for r in per_seed]),
+        "ci_low_gold_score": low,
+        "ci_high_gold_score": high,
+        "seed_sd_gold_score": spread(seed_means),
+        "seed_sem_gold_score": seed_sem(seed_means),
+        "win_rate_vs_gold": _mean(pooled_credits),
+        "sem_win_rate": sem(pooled_credits),
+        "win_rate_ci_low": wlow,
+        "win_rate_ci_high": whigh,
+        "seed_sd_win_rate": spread(seed_wins),
+        "seed_sem_win_rate": seed_sem(seed_wins),
+        "win_rate_vs_gold_ties_half": _mean(np.concatenate([c.to_numpy() for c in comparisons["half"]] or [[]])),
+        "win_rate_vs_gold_ties_lose": _mean(np.concatenate([c.to_numpy() for c in comparisons["lose"]] or [[]])),
         "n_matched_vs_gold": matched,
         "tie_share_vs_gold": n_ties / matched if matched else float("nan"),
         "ties": options.ties,
+        "bootstrap": "within-seed" if "within-seed" in (kind, wkind) else "cluster",
     }
     return pooled, per_seed
 
@@ -235,7 +338,8 @@ def summarize_all(evals: Evals, groups: list[str], options: Options = Options())
     by_seed = pd.DataFrame(seed_rows, columns=PER_SEED_COLUMNS)
     by_seed["k"] = by_seed["k"].astype("Int64")
     by_seed["seed"] = by_seed["seed"].astype("Int64")
-    by_seed["win_rate_vs_gold"] = by_seed["win_rate_vs_gold"].astype(float)
+    for column in ("win_rate_vs_gold", "win_rate_vs_gold_ties_half", "win_rate_vs_gold_ties_lose", "tie_share_vs_gold"):
+        by_seed[column] = by_seed[column].astype(float)
     return frame, by_seed
 
 
@@ -249,8 +353,9 @@ def head_to_head(
 ) -> pd.DataFrame:
     """Win rate of `method` (every K) against `opponent` on the same prompts, same seed and proportion.
 
-    One row per (k, proportion, group), pooled over seeds, with a bootstrap interval and the
-    per-seed spread; a tie counts by `options.ties`.
+    One row per (k, proportion, group), pooled over seeds: wins / ties / losses (a tie is an identical
+    completion, or exactly equal scores), the win rate under `options.ties` with its bootstrap interval
+    (cluster over prompt ids when the seeds share them) and spread across seeds, and both tie rules.
     """
     rows = []
     names = sorted({m for (_, _, m) in evals if split_method(m)[0] == method}, key=lambda m: split_method(m)[1] or 0)
@@ -266,14 +371,17 @@ def head_to_head(
             if not pairs:
                 continue
             for group in groups:
-                column = f"group_{group}"
-                outs = [outcomes(a, b, column, options.ties, options.tie_tolerance) for _, a, b in pairs]
-                credit = [o["credit"].to_numpy() for o in outs]
-                n = sum(len(c) for c in credit)
+                outs = [outcomes(a, b, f"group_{group}") for _, a, b in pairs]
+                credit = {rule: [credits(o, rule) for o in outs] for rule in TIE_RULES}
+                pooled = {rule: np.concatenate([c.to_numpy() for c in credit[rule]]) for rule in TIE_RULES}
+                n = len(pooled["half"])
                 wins = sum(int(o["win"].sum()) for o in outs)
                 ties = sum(int(o["tie"].sum()) for o in outs)
                 key = ("h2h", name, opponent, prop, group)
-                low, high = bootstrap_ci(credit, options.n_bootstrap, options.confidence, _rng_seed(options, *key))
+                low, high, kind = cluster_bootstrap_ci(
+                    credit[options.ties], options.n_bootstrap, options.confidence, _rng_seed(options, *key)
+                )
+                per_seed = [_mean(c.to_numpy()) for c in credit[options.ties]]
                 rows.append(
                     {
                         "method": method,
@@ -286,11 +394,15 @@ def head_to_head(
                         "wins": wins,
                         "tie_count": ties,
                         "losses": n - wins - ties,
-                        "win_rate": float(np.concatenate(credit).mean()) if n else float("nan"),
+                        "win_rate": _mean(pooled[options.ties]),
+                        "win_rate_ties_half": _mean(pooled["half"]),
+                        "win_rate_ties_lose": _mean(pooled["lose"]),
                         "ci_low": low,
                         "ci_high": high,
-                        "seed_sd_win_rate": spread([float(c.mean()) if len(c) else float("nan") for c in credit]),
+                        "seed_sd_win_rate": spread(per_seed),
+                        "seed_sem_win_rate": seed_sem(per_seed),
                         "ties": options.ties,
+                        "bootstrap": kind,
                     }
                 )
     frame = pd.DataFrame(rows, columns=HEAD_TO_HEAD_COLUMNS)

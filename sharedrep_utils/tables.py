@@ -2,9 +2,12 @@
 
 One table per SharedRep K, the K stated in its title (MaxMin, Uniform, Gold and SFT have no K and
 appear in every table): never K=16 scores next to K=2 win rates. Rows: minority proportion ×
-policy; columns: each group's mean gold score ± SEM, then each group's win rate against the gold
-policy. The best learned method (MaxMin, SharedRep, Uniform) per proportion and column is bold;
-Gold is the oracle reference and SFT the no-RLHF one, so neither competes.
+policy; columns: each group's mean gold score, then each group's win rate against the gold policy
+under the configured tie rule (`results.ties`), then under the other rule. A cell reads
+`value ± spread [interval]`: with two or more seeds ± is the standard error across seeds, with one
+it is the standard error over prompts; the bracket is the bootstrap interval over prompts; the
+caption says which (`uncertainty_note`). The best learned method (MaxMin, SharedRep, Uniform) per
+proportion and column is bold; Gold is the oracle reference and SFT the no-RLHF one, so neither competes.
 """
 
 from __future__ import annotations
@@ -16,6 +19,9 @@ import pandas as pd
 from .methods import METHODS, NAMES, display_order, method_label
 
 SCORE_DIGITS, WIN_DIGITS = 3, 2
+OTHER_RULE = {"half": "lose", "lose": "half"}
+RULE_LABEL = {"half": "ties ½", "lose": "ties lose"}
+RULE_TEX = {"half": "ties count 1/2", "lose": "ties lose"}
 
 
 def policy_order(summary: pd.DataFrame) -> list[str]:
@@ -33,8 +39,10 @@ def table_ks(summary: pd.DataFrame) -> list[int | None]:
 def paper_table(summary: pd.DataFrame, k: int | None) -> pd.DataFrame:
     """Numbers of one table (one K): a row per (proportion, policy), columns per group.
 
-    Per group: `<g>_mean`, `<g>_sem`, `<g>_ci_low`, `<g>_ci_high`, `<g>_win_rate`, `<g>_win_ci_low`,
-    `<g>_win_ci_high`; `k` is the SharedRep K of the whole table.
+    Per group: `<g>_mean`, `<g>_sem` (over prompts), `<g>_seed_sem` (across seeds), `<g>_ci_low`,
+    `<g>_ci_high`, `<g>_win_rate` (the summary's tie rule), `<g>_win_sem`, `<g>_win_seed_sem`,
+    `<g>_win_ci_low`, `<g>_win_ci_high`, `<g>_win_rate_ties_half`, `<g>_win_rate_ties_lose`; per row
+    `n_per_seed` (prompts per seed), `n_seeds` and `bootstrap`; `k` is the SharedRep K of the whole table.
     """
     keep = (summary["method"] != "sharedrep") | (summary["k"] == k if k is not None else False)
     data = summary[keep.fillna(False).astype(bool)].copy()
@@ -43,16 +51,24 @@ def paper_table(summary: pd.DataFrame, k: int | None) -> pd.DataFrame:
     fields = {
         "mean": "mean_gold_score",
         "sem": "sem_gold_score",
+        "seed_sem": "seed_sem_gold_score",
         "ci_low": "ci_low_gold_score",
         "ci_high": "ci_high_gold_score",
         "win_rate": "win_rate_vs_gold",
+        "win_sem": "sem_win_rate",
+        "win_seed_sem": "seed_sem_win_rate",
         "win_ci_low": "win_rate_ci_low",
         "win_ci_high": "win_rate_ci_high",
+        "win_rate_ties_half": "win_rate_vs_gold_ties_half",
+        "win_rate_ties_lose": "win_rate_vs_gold_ties_lose",
     }
     order = policy_order(data)
     rows = []
     for (prop, policy), block in data.groupby(["proportion", "policy"], sort=False):
         row = {"k": k, "proportion": prop, "policy": policy, "method": block["method"].iloc[0]}
+        for column in ("n_seeds", "bootstrap"):
+            row[column] = block[column].iloc[0] if column in block else float("nan")
+        row["n_per_seed"] = (block["n"] / block["n_seeds"]).iloc[0] if {"n", "n_seeds"} <= set(block) else float("nan")
         for group in groups:
             match = block[block["group"] == group]
             for short, column in fields.items():
@@ -78,40 +94,104 @@ def _best(table: pd.DataFrame, column: str, digits: int) -> pd.Series:
     return learned & (rounded == best)
 
 
-def _cells(table: pd.DataFrame, bold: tuple[str, str], pm: str, dash: str) -> pd.DataFrame:
-    """Formatted cells: score `mean ± sem`, win rate; bold markup around the best learned values."""
+def seed_spread_shown(table: pd.DataFrame) -> bool:
+    """True when ± is the spread across seeds (two or more seeds), False when over prompts (one seed)."""
+    return "n_seeds" in table and bool((pd.to_numeric(table["n_seeds"], errors="coerce") >= 2).any())
+
+
+def _cell(value, spread, low, high, digits: int, pm: str, dash: str) -> str:
+    if pd.isna(value):
+        return dash
+    text = f"{value:.{digits}f}"
+    if pd.notna(spread):
+        text += f"{pm}{spread:.{digits}f}"
+    if pd.notna(low) and pd.notna(high):
+        text += f" [{low:.{digits}f}, {high:.{digits}f}]"
+    return text
+
+
+def _cells(table: pd.DataFrame, bold: tuple[str, str], pm: str, dash: str, ties: str = "half") -> pd.DataFrame:
+    """Formatted cells: score and win rate `value ± spread [interval]`, the other tie rule's win rate;
+    bold markup around the best learned values."""
+    seeds = seed_spread_shown(table)
+    nan = pd.Series(float("nan"), index=table.index)
+
+    def col(name: str) -> pd.Series:
+        return table[name] if name in table else nan
+
     out = pd.DataFrame({"p": [f"{p:g}" for p in table["proportion"]], "policy": table["policy"]})
-    for group in groups_of(table):
-        best = _best(table, f"{group}_mean", SCORE_DIGITS)
-        text = [
-            f"{m:.{SCORE_DIGITS}f}{pm}{s:.{SCORE_DIGITS}f}" if pd.notna(s) else f"{m:.{SCORE_DIGITS}f}"
-            for m, s in zip(table[f"{group}_mean"], table[f"{group}_sem"])
-        ]
-        out[f"score {group}"] = [f"{bold[0]}{t}{bold[1]}" if b else t for t, b in zip(text, best)]
-    for group in groups_of(table):
-        best = _best(table, f"{group}_win_rate", WIN_DIGITS)
-        text = [f"{w:.{WIN_DIGITS}f}" if pd.notna(w) else dash for w in table[f"{group}_win_rate"]]
-        out[f"win {group}"] = [f"{bold[0]}{t}{bold[1]}" if b else t for t, b in zip(text, best)]
+    columns = [
+        ("score", "mean", "seed_sem" if seeds else "sem", "ci_low", "ci_high", SCORE_DIGITS),
+        (f"win {RULE_LABEL[ties]}", "win_rate", "win_seed_sem" if seeds else "win_sem", "win_ci_low", "win_ci_high",
+         WIN_DIGITS),
+        (f"win {RULE_LABEL[OTHER_RULE[ties]]}", f"win_rate_ties_{OTHER_RULE[ties]}", None, None, None, WIN_DIGITS),
+    ]  # fmt: skip
+    for label, value, spread, low, high, digits in columns:
+        for group in groups_of(table):
+            values = col(f"{group}_{value}")
+            best = _best(table.assign(_v=values), "_v", digits)
+            spreads, lows, highs = (col(f"{group}_{c}") if c else nan for c in (spread, low, high))
+            text = [_cell(*v, digits, pm, dash) for v in zip(values, spreads, lows, highs)]
+            out[f"{label} {group}"] = [f"{bold[0]}{t}{bold[1]}" if b else t for t, b in zip(text, best)]
     return out
+
+
+def _bootstrap_kind(table: pd.DataFrame) -> str:
+    kinds = set(table["bootstrap"].dropna()) if "bootstrap" in table else set()
+    return "within-seed" if "within-seed" in kinds else "cluster"
+
+
+def uncertainty_note(table: pd.DataFrame, ties: str = "half", confidence: float = 0.95) -> str:
+    """What ± and [brackets] are in this table, and how a win and a tie are counted."""
+    level = f"{confidence * 100:g}%"
+    if seed_spread_shown(table):
+        n_seeds = int(pd.to_numeric(table["n_seeds"], errors="coerce").max())
+        over = (
+            f"[brackets] the {level} cluster-bootstrap interval over prompts (prompt ids drawn jointly for every seed)"
+            if _bootstrap_kind(table) == "cluster"
+            else f"[brackets] the {level} bootstrap interval over prompts resampled within each seed "
+            "(the seeds were evaluated on different prompts)"
+        )
+        text = f"± is the standard error across seeds ({n_seeds} seeds); {over}."
+        if table["n_seeds"].lt(2).any():
+            text += (
+                " A policy evaluated once (SFT) has no ± on its score; its win rates' ± is across the seeds' gold"
+                " policies."
+            )
+    else:
+        text = (
+            "One seed, so the spread across seeds is unavailable: ± is the standard error over prompts and "
+            f"[brackets] the {level} bootstrap interval over prompts."
+        )
+    return (
+        f"{text} Win rate vs gold: share of prompts (matched by id) where the policy's group score beats the gold "
+        "policy's; a tie (identical completion) counts ½ in the ties-½ columns and as a loss in the ties-lose "
+        f"columns (the upstream's rule); ± and [brackets] are given for {RULE_LABEL[ties]} (results.ties)."
+    )
 
 
 def title(k: int | None) -> str:
     which = f"SharedRep K = {k}" if k is not None else "no SharedRep in this run"
-    return f"HH results, {which}: mean gold score ± SEM per group, and win rate against the gold policy"
+    return f"HH results, {which}: mean gold score per group, and win rate against the gold policy"
 
 
-def to_markdown(table: pd.DataFrame, k: int | None, caption: str, ties: str = "half") -> str:
-    cells = _cells(table, ("**", "**"), " ± ", "—")
+def _header(groups: list[str], ties: str) -> list[str]:
+    return (
+        [f"{g} score" for g in groups]
+        + [f"{g} win rate vs gold, {RULE_LABEL[ties]}" for g in groups]
+        + [f"{g} win rate vs gold, {RULE_LABEL[OTHER_RULE[ties]]}" for g in groups]
+    )
+
+
+def to_markdown(table: pd.DataFrame, k: int | None, caption: str, ties: str = "half", confidence: float = 0.95) -> str:
+    cells = _cells(table, ("**", "**"), " ± ", "—", ties)
     groups = groups_of(table)
-    header = ["minority proportion p", "policy"]
-    header += [f"{g} score (± SEM)" for g in groups] + [f"{g} win rate vs gold" for g in groups]
-    lines = [f"**{title(k)}**", "", "| " + " | ".join(header) + " |", "|" + "---|" * 2 + "---:|" * (2 * len(groups))]
+    header = ["minority proportion p", "policy", *_header(groups, ties)]
+    lines = [f"**{title(k)}**", "", "| " + " | ".join(header) + " |", "|" + "---|" * 2 + "---:|" * (3 * len(groups))]
     lines += ["| " + " | ".join(row) + " |" for row in cells.astype(str).itertuples(index=False)]
-    tie_note = "ties count ½" if ties == "half" else "ties count as losses"
     lines += [
         "",
-        f"_{caption} Win rate: share of prompts (matched by id) where the policy beats the gold policy; "
-        f"{tie_note}. Bold: best learned method per proportion._",
+        f"_{caption} {uncertainty_note(table, ties, confidence)} Bold: best learned method per proportion._",
     ]
     return "\n".join(lines) + "\n"
 
@@ -134,24 +214,25 @@ def tex_escape(text: str) -> str:
     return "".join(_TEX.get(c, c) for c in str(text)).replace("±", r"$\pm$")
 
 
-def to_latex(table: pd.DataFrame, k: int | None, caption: str, ties: str = "half") -> str:
+def to_latex(table: pd.DataFrame, k: int | None, caption: str, ties: str = "half", confidence: float = 0.95) -> str:
     """A booktabs `table` environment (needs \\usepackage{booktabs}); best learned values in bold."""
-    cells = _cells(table, ("\\textbf{", "}"), " $\\pm$ ", "--")
+    cells = _cells(table, ("\\textbf{", "}"), " $\\pm$ ", "--", ties)
     groups = groups_of(table)
     u = len(groups)
-    tie_note = "ties count 1/2" if ties == "half" else "ties count as losses"
+    note = uncertainty_note(table, ties, confidence).replace("½", "1/2")
+    spans = ["Gold score", f"Win rate vs gold, {RULE_TEX[ties]}", f"Win rate vs gold, {RULE_TEX[OTHER_RULE[ties]]}"]
     lines = [
         "\\begin{table}[t]",
         "\\centering",
-        f"\\caption{{{tex_escape(title(k))}. {tex_escape(caption)} Win rate: share of prompts where the policy "
-        f"beats the gold policy ({tie_note}). Bold: best learned method per proportion.}}",
+        "\\small",
+        f"\\caption{{{tex_escape(title(k))}. {tex_escape(caption)} {tex_escape(note)} "
+        "Bold: best learned method per proportion.}",
         f"\\label{{tab:hh-{'k' + str(k) if k is not None else 'nok'}}}",
-        "\\begin{tabular}{ll" + "r" * (2 * u) + "}",
+        "\\begin{tabular}{ll" + "r" * (3 * u) + "}",
         "\\toprule",
-        f" & & \\multicolumn{{{u}}}{{c}}{{Gold score (mean $\\pm$ SEM)}}"
-        f" & \\multicolumn{{{u}}}{{c}}{{Win rate vs gold}} \\\\",
-        f"\\cmidrule(lr){{3-{2 + u}}} \\cmidrule(lr){{{3 + u}-{2 + 2 * u}}}",
-        "$p$ & Method & " + " & ".join(tex_escape(g) for g in groups * 2) + " \\\\",
+        " & & " + " & ".join(f"\\multicolumn{{{u}}}{{c}}{{{tex_escape(span)}}}" for span in spans) + " \\\\",
+        " ".join(f"\\cmidrule(lr){{{3 + i * u}-{2 + (i + 1) * u}}}" for i in range(3)),
+        "$p$ & Method & " + " & ".join(tex_escape(g) for g in groups * 3) + " \\\\",
         "\\midrule",
     ]
     previous = None
@@ -166,15 +247,17 @@ def to_latex(table: pd.DataFrame, k: int | None, caption: str, ties: str = "half
     return "\n".join(lines) + "\n"
 
 
-def write_tables(summary: pd.DataFrame, out_dir: Path, caption: str, ties: str = "half") -> list[Path]:
+def write_tables(
+    summary: pd.DataFrame, out_dir: Path, caption: str, ties: str = "half", confidence: float = 0.95
+) -> list[Path]:
     """table_k<K>.{md,tex,csv} per SharedRep K (table_nok.* without SharedRep); returns the paths."""
     paths = []
     for k in table_ks(summary):
         table = paper_table(summary, k)
         stem = out_dir / (f"table_k{k}" if k is not None else "table_nok")
         pairs = [
-            (stem.with_suffix(".md"), to_markdown(table, k, caption, ties)),
-            (stem.with_suffix(".tex"), to_latex(table, k, caption, ties)),
+            (stem.with_suffix(".md"), to_markdown(table, k, caption, ties, confidence)),
+            (stem.with_suffix(".tex"), to_latex(table, k, caption, ties, confidence)),
         ]
         for path, text in pairs:
             path.write_text(text)
@@ -201,5 +284,13 @@ def head_to_head_markdown(h2h: pd.DataFrame) -> str:
             ],
         }
     )
+    ties = str(h2h["ties"].iloc[0]) if "ties" in h2h else "half"
+    other = f"win rate, {RULE_LABEL[OTHER_RULE[ties]]}"
+    if f"win_rate_ties_{OTHER_RULE[ties]}" in h2h:
+        frame[other] = [f"{r:.2f}" for r in h2h[f"win_rate_ties_{OTHER_RULE[ties]}"]]
     name = f"{NAMES.get(h2h['method'].iloc[0], h2h['method'].iloc[0])} vs {NAMES.get(h2h['opponent'].iloc[0], '?')}"
-    return f"**Head to head: {name} on the same prompts**\n\n" + frame.to_markdown(index=False) + "\n"
+    note = (
+        f"_A tie is an identical completion (or exactly equal scores); win rate [CI]: {RULE_LABEL[ties]}, with the "
+        f"bootstrap interval over prompts ({h2h['bootstrap'].iloc[0] if 'bootstrap' in h2h else 'cluster'})._"
+    )
+    return f"**Head to head: {name} on the same prompts**\n\n" + frame.to_markdown(index=False) + f"\n\n{note}\n"

@@ -2,7 +2,9 @@
 
 Two seeds × two proportions × {maxmin, sharedrep-k2, sharedrep-k16, uniform}, gold per seed, SFT;
 evaluation parquet files with shuffled prompt order, reward-model metrics.json, GRPO training logs,
-and the manifests the stages would write.
+and the manifests the stages would write. Each policy writes its own completion text, except that
+Uniform repeats its seed's gold completion on the first TIED prompts (a tie: the same text, scored
+with a difference of 1e-7, as one text scored in another batch shape can be).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from sharedrep_utils.stats import split_method
 SEEDS = [1, 2]
 PROPORTIONS = [0.1, 0.3]
 N_PROMPTS = 30
+TIED = 5
 SHIFT = {"gold": 0.0, "sft": -0.3, "maxmin": -0.2, "sharedrep-k2": 0.1, "sharedrep-k16": -0.1, "uniform": -0.4}
 
 
@@ -38,27 +41,32 @@ def fake_config(run_dir: Path, **extra) -> Config:
     return load_config("smoke", {**overrides(run_dir), **extra})
 
 
-def write_fake_run(run_dir: Path, with_rm: bool = True, with_grpo: bool = True) -> Config:
+def write_fake_run(run_dir: Path, with_rm: bool = True, with_grpo: bool = True, asked: int = N_PROMPTS) -> Config:
+    """`asked`: the data.n_eval_prompts the evaluation manifests record (more than N_PROMPTS: a shortfall)."""
     cfg = fake_config(run_dir)
     run = cfg.run_path
     rng = np.random.default_rng(0)
     with stage_output(sft_dir(run), "sft", {"fake": True}) as stage:
         stage["extra"].update(data_source="fixture:fake-run")
     ids = [f"p{i:02d}" for i in range(N_PROMPTS)]
+    gold_traits = {}
     for seed, prop, method in planned_policies(cfg):
         pid = policy_id(seed, prop, method)
         order = rng.permutation(N_PROMPTS)  # every file in its own prompt order: matching is by id
         helpful = rng.normal(0.5 + SHIFT[method] + (prop or 0), 0.3, N_PROMPTS)
         harmless = rng.uniform(0, 1, N_PROMPTS)
-        if method == "uniform":
-            helpful[:5] = 0.5 + (prop or 0)  # ties with the gold policy on some prompts (below)
+        completion = np.array([f"{method} answer {i}" for i in range(N_PROMPTS)], dtype=object)
         if method == "gold":
-            helpful[:5] = [0.6, 0.7, 0.8, 0.9, 1.0]
+            gold_traits[seed] = (helpful.copy(), harmless.copy())
+        if method == "uniform":  # the gold policy's completions on the first TIED prompts: ties
+            helpful[:TIED] = gold_traits[seed][0][:TIED] + 1e-7
+            harmless[:TIED] = gold_traits[seed][1][:TIED]
+            completion[:TIED] = [f"gold answer {i}" for i in range(TIED)]
         table = pd.DataFrame(
             {
                 "prompt_id": [ids[i] for i in order],
                 "prompt": [f"\n\nHuman: question {i}?" for i in order],
-                "completion": [f"answer {i}" for i in order],
+                "completion": completion[order],
                 "trait_helpful": helpful[order],
                 "trait_harmless": harmless[order],
             }
@@ -68,6 +76,10 @@ def write_fake_run(run_dir: Path, with_rm: bool = True, with_grpo: bool = True) 
         table["policy_id"], table["method"], table["seed"], table["proportion"] = pid, method, seed, prop
         with stage_output(eval_file(run, pid), "evaluate", {"pid": pid}, seed=seed) as stage:
             table.to_parquet(stage["path"] / eval_file(run, pid).name, index=False)
+            stage["extra"].update(
+                n_prompts=N_PROMPTS,
+                prompts={"setting": "data.n_eval_prompts", "asked": asked, "available": N_PROMPTS, "used": N_PROMPTS},
+            )
         if with_grpo and method != "sft":
             history = [
                 {"step": s, "reward": -1 + 0.1 * s + SHIFT[method], "kl": 0.01 * s, "completions/mean_length": 20 - s}

@@ -138,6 +138,25 @@ def test_ties_and_identical_responses_are_dropped_and_counted():
     assert (pairs["chosen"] != pairs["rejected"]).all()
 
 
+def test_upstreams_rule_keeps_ties_and_identical_responses_with_response_0_chosen():
+    """gold.preference_ties: first is upstream's `score_0 >= score_1`: nothing is dropped."""
+    responses = responses_frame(200)
+    responses.loc[0:9, "response_1"] = responses.loc[0:9, "response_0"]
+    for col in ("helpful", "harmless"):
+        responses.loc[10:19, f"{col}_1"] = responses.loc[10:19, f"{col}_0"]
+    pairs, counts = build_preferences(responses, TRAITS, WEIGHTS, "minority", 0.3, seed=2, ties="first")
+    assert counts["pairs"] == len(pairs) == 200
+    assert counts["dropped_ties"] == counts["dropped_identical"] == 0 and counts["kept_ties"] == 10
+    tied = pairs[pairs["prompt_id"].isin({f"p{i}" for i in range(10, 20)})]  # equal scores: response 0 wins
+    assert (tied["chosen"] == responses.loc[10:19, "response_0"].to_numpy()).all()
+    assert (pairs.loc[0:9, "chosen"] == pairs.loc[0:9, "rejected"]).all()  # identical texts are kept too
+    dropping, _ = build_preferences(responses, TRAITS, WEIGHTS, "minority", 0.3, seed=2)
+    untied = pairs[~pairs["prompt_id"].isin({f"p{i}" for i in range(20)})].reset_index(drop=True)
+    pd.testing.assert_frame_equal(untied, dropping)  # elsewhere the two rules agree
+    with pytest.raises(ValueError, match="'random' is not one of drop, first"):
+        build_preferences(responses, TRAITS, WEIGHTS, "minority", 0.3, seed=2, ties="random")
+
+
 def test_a_tie_for_one_group_only_drops_only_that_groups_rows():
     # rows 0..99: helpful equal, harmless different, so the minority (helpful only) ties there
     responses = responses_frame(300)

@@ -125,6 +125,7 @@ def test_gpu_options_fall_back_on_a_cpu_with_one_line(capsys, tmp_path):
     assert lines == ["[sharedrep] CPU run: ignoring GPU-only options bf16, activation_checkpointing, use_vllm."]
     assert kwargs["use_cpu"] and not kwargs["bf16"] and not kwargs["fp16"] and "use_vllm" not in kwargs
     assert "activation_checkpointing" not in kwargs and kwargs["seed"] == 3
+    assert kwargs["gradient_checkpointing"] is False  # TRL's default is on; on a CPU it only recomputes
     training.trainer_arguments("cpu", 3, tmp_path, {"learning_rate": 1e-3})
     assert capsys.readouterr().out == ""  # nothing to drop, nothing said
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from fake_run import N_PROMPTS, PROPORTIONS, SEEDS, fake_config, overrides, write_fake_run
+from fake_run import N_PROMPTS, PROPORTIONS, SEEDS, TIED, fake_config, overrides, write_fake_run
 from PIL import Image
 
 from sharedrep_utils import report
@@ -66,7 +66,34 @@ def test_summary_keeps_the_pipeline_contract(built):
     assert (summary["n"] == N_PROMPTS * len(SEEDS)).where(summary["method"] != "sft", True).all()
     assert (summary.loc[summary["method"] == "sft", "n"] == N_PROMPTS).all()
     uniform = summary[(summary["method"] == "uniform") & (summary["group"] == "minority")]
-    assert (uniform["tie_share_vs_gold"] > 0).all()  # the fake run has ties with gold on 5 prompts
+    # the fake run's Uniform repeats gold's completion on TIED prompts (scores 1e-7 apart): ties, by text
+    assert (uniform["tie_share_vs_gold"] == TIED / N_PROMPTS).all()
+    gap = uniform["win_rate_vs_gold_ties_half"] - uniform["win_rate_vs_gold_ties_lose"]
+    assert gap.tolist() == pytest.approx([TIED / N_PROMPTS / 2] * len(uniform))
+    others = summary[~summary["method"].isin(["uniform", "gold"])]
+    assert (others["tie_share_vs_gold"] == 0).all()  # different texts: no ties, however close the scores
+    assert (saved["win_rate_vs_gold"] == saved["win_rate_vs_gold_ties_half"]).all()  # results.ties = half
+    assert set(saved["bootstrap"]) == {"cluster"}  # every seed scored the same prompts
+    learned = summary[summary["method"] != "sft"]
+    assert learned["seed_sem_gold_score"].notna().all()  # two seeds: a spread across seeds
+
+
+def test_table_caption_names_n_the_seed_spread_and_the_cluster_interval(built):
+    cfg, _, _ = built
+    text = (results_dir(cfg.run_path) / "table_k2.md").read_text()
+    assert f"n = {N_PROMPTS} held-out prompts per policy and seed (the same prompts for every seed" in text
+    assert "± is the standard error across seeds (2 seeds)" in text
+    assert "[brackets] the 95% cluster-bootstrap interval over prompts" in text
+    assert "win rate vs gold, ties ½" in text and "win rate vs gold, ties lose" in text
+    assert "asked for" not in text  # no shortfall in this run
+
+
+def test_a_prompt_shortfall_reaches_the_caption(tmp_path):
+    cfg = write_fake_run(tmp_path / "run", with_rm=False, with_grpo=False, asked=2000)
+    results.main(cfg)
+    text = (results_dir(cfg.run_path) / "table_k2.md").read_text()
+    assert f"n = {N_PROMPTS} held-out prompts per policy and seed" in text
+    assert f"data.n_eval_prompts asked for 2000 held-out prompts, but the data holds only {N_PROMPTS}." in text
 
 
 def test_head_to_head_file(built):
@@ -98,7 +125,8 @@ def test_rerun_is_skipped_and_a_new_tie_rule_rebuilds(built, capsys):
     merged = summary.merge(strict, on=["method", "k", "proportion", "group"], suffixes=("", "_strict"))
     tied = merged["tie_share_vs_gold"] > 0
     assert (merged.loc[tied, "win_rate_vs_gold_strict"] < merged.loc[tied, "win_rate_vs_gold"]).all()
-    assert "ties count as losses" in (out / "table_k2.md").read_text()
+    assert "± and [brackets] are given for ties lose (results.ties)" in (out / "table_k2.md").read_text()
+    assert strict["win_rate_vs_gold_ties_half"].equals(summary["win_rate_vs_gold_ties_half"])  # both rules kept
 
 
 def test_optional_inputs_missing_skip_their_figures(tmp_path, capsys):

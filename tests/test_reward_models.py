@@ -17,6 +17,7 @@ from sharedrep_utils.reward_models import (
     MinOverGroupsReward,
     cached_features,
     load_heads,
+    new_heads,
     pair_loss,
     pair_metrics,
     pair_tensors,
@@ -49,9 +50,9 @@ def test_group_heads_shapes(method, k, n_groups, simplex):
     assert heads.min_reward(x).shape == (4,)
     n_params = sum(p.numel() for p in heads.parameters())
     if method == "maxmin":
-        assert n_params == d * n_groups + n_groups
+        assert n_params == d * n_groups  # no bias on the last layer by default, as upstream
     elif method == "uniform":
-        assert n_params == d + 1
+        assert n_params == d
         assert torch.equal(out, out[:, :1].expand(-1, n_groups))  # every group sees the same reward
     else:
         assert n_params == d * k + k + k * n_groups  # Linear(d, K) then K -> U without bias
@@ -84,7 +85,7 @@ def test_min_reward_is_min_over_columns_and_group_reward_gathers_own_column():
 
 def fixed_maxmin(weights: list[list[float]], biases: list[float]) -> GroupHeads:
     """A MaxMin head with hand-set weights: column u of the reward is weights[u] · x + biases[u]."""
-    heads = GroupHeads("maxmin", len(weights[0]), len(weights))
+    heads = GroupHeads("maxmin", len(weights[0]), len(weights), bias=True)
     with torch.no_grad():
         heads.net.weight.copy_(torch.tensor(weights))
         heads.net.bias.copy_(torch.tensor(biases))
@@ -132,19 +133,93 @@ def group0_pairs(n=64, d=6, seed=0):
     return chosen, rejected, torch.zeros(n, dtype=torch.long)
 
 
-def fresh(method, d, n_groups, k, seed, simplex=False):
-    torch.manual_seed(seed)  # train_heads initialises its heads right after seeding like this
-    return GroupHeads(method, d, n_groups, k, simplex=simplex)
+def fresh(method, d, n_groups, k, seed, hp=HP):
+    """The heads train_heads starts from: seeded, then built (MaxMin: one single-column head per group)."""
+    torch.manual_seed(seed)
+    if method == "maxmin":
+        return [new_heads("maxmin", d, 1, None, hp) for _ in range(n_groups)]
+    return new_heads(method, d, n_groups, k, hp)
 
 
 def test_maxmin_group1_head_is_untouched_by_group0_pairs():
     chosen, rejected, ids = group0_pairs()
     heads, losses = train_heads("maxmin", None, 2, chosen, rejected, ids, HP, seed=3)
     init = fresh("maxmin", 6, 2, None, seed=3)
-    assert torch.equal(heads.net.weight[1], init.net.weight[1])
-    assert torch.equal(heads.net.bias[1], init.net.bias[1])
-    assert not torch.equal(heads.net.weight[0], init.net.weight[0])  # group 0's head did train
+    assert torch.equal(heads.net.weight[1], init[1].net.weight[0])
+    assert heads.net.bias is None  # upstream's score layer has no bias
+    assert not torch.equal(heads.net.weight[0], init[0].net.weight[0])  # group 0's head did train
     assert len(losses) == HP.num_epochs
+    assert heads.runs == [
+        {"groups": [0], "pairs": 64, "optimizer_steps": HP.num_epochs * 8},  # 64 pairs / batch 8, per epoch
+        {"groups": [1], "pairs": 0, "optimizer_steps": 0},
+    ]
+
+
+def mixed_pairs(n=120, d=6, seed=0, minority_every=10):
+    g = torch.Generator().manual_seed(seed)
+    chosen, rejected = torch.randn(n, d, generator=g), torch.randn(n, d, generator=g)
+    return chosen, rejected, (torch.arange(n) % minority_every != 0).long()  # group 0: every 10th pair
+
+
+def test_maxmin_is_one_run_per_group_on_its_own_pairs_steps_and_optimiser():
+    """As upstream's one process per group: the minority head's run sees only its 12 pairs (2 steps an
+    epoch at batch 8), not the mixed batches of all 120, and nothing the other groups do changes it."""
+    chosen, rejected, ids = mixed_pairs()
+    hp = replace(HP, lr_scheduler="linear", max_grad_norm=1.0)
+    heads, _ = train_heads("maxmin", None, 2, chosen, rejected, ids, hp, seed=0)
+    assert heads.runs == [
+        {"groups": [0], "pairs": 12, "optimizer_steps": 5 * 2},
+        {"groups": [1], "pairs": 108, "optimizer_steps": 5 * 14},
+    ]
+    # the majority's pairs, and how many there are, do not touch the minority's head
+    more = torch.cat([ids, torch.ones(40, dtype=torch.long)])
+    extra_c, extra_r = torch.randn(40, 6), torch.randn(40, 6)
+    other, _ = train_heads(
+        "maxmin", None, 2, torch.cat([chosen, extra_c]), torch.cat([rejected, extra_r]), more, hp, seed=0
+    )
+    assert torch.equal(other.net.weight[0], heads.net.weight[0])
+    assert not torch.equal(other.net.weight[1], heads.net.weight[1])
+    # and the minority's head is exactly a run of its own on its own pairs
+    own = ids == 0
+    alone, _ = train_heads("maxmin", None, 1, chosen[own], rejected[own], torch.zeros(12, dtype=torch.long), hp, 0)
+    assert torch.equal(alone.net.weight[0], heads.net.weight[0])
+
+
+@pytest.mark.parametrize("method", ["sharedrep", "uniform"])
+def test_sharedrep_and_uniform_are_one_run_on_all_pairs(method):
+    chosen, rejected, ids = mixed_pairs()
+    heads, _ = train_heads(method, 2, 2, chosen, rejected, ids, HP, seed=0)
+    assert heads.runs == [{"groups": [0, 1], "pairs": 120, "optimizer_steps": 5 * 15}]
+
+
+def test_train_passes_restart_the_schedule_and_keep_adams_state():
+    """train_passes: 2 is upstream's second trainer.train(): at a constant rate it is exactly twice the
+    epochs (Adam's moments and the data order carry on); with a linear decay the restart differs."""
+    chosen, rejected, ids = mixed_pairs()
+    constant = replace(HP, num_epochs=3)
+    two, losses = train_heads("maxmin", None, 2, chosen, rejected, ids, replace(constant, train_passes=2), seed=1)
+    six, _ = train_heads("maxmin", None, 2, chosen, rejected, ids, replace(constant, num_epochs=6), seed=1)
+    assert torch.equal(two.net.weight, six.net.weight)
+    assert len(losses) == 6 and two.runs[1]["optimizer_steps"] == 2 * 3 * 14
+    linear = replace(constant, lr_scheduler="linear")
+    two, _ = train_heads("maxmin", None, 2, chosen, rejected, ids, replace(linear, train_passes=2), seed=1)
+    six, _ = train_heads("maxmin", None, 2, chosen, rejected, ids, replace(linear, num_epochs=6), seed=1)
+    assert not torch.equal(two.net.weight, six.net.weight)
+
+
+def test_head_init_normal_is_gpt2s_and_torch_is_pytorchs():
+    torch.manual_seed(0)
+    normal = new_heads("sharedrep", 512, 2, 16, replace(HP, init="normal", bias=True))
+    first, mixing = normal.net[0], normal.net[1]
+    assert abs(first.weight.std().item() - 0.02) < 0.002 and abs(first.weight.mean().item()) < 0.002
+    assert torch.count_nonzero(first.bias) == 0 and torch.count_nonzero(mixing.bias) == 0
+    torch.manual_seed(0)
+    default = new_heads("maxmin", 512, 2, None, replace(HP, init="torch", bias=True))
+    bound = 1 / math.sqrt(512)  # PyTorch's Linear: U(-1/sqrt(d), 1/sqrt(d)), the bias too
+    assert default.net.weight.abs().max().item() <= bound and default.net.bias.abs().max().item() > 0
+    assert default.net.weight.std().item() > 0.02
+    with pytest.raises(ValueError, match="'xavier'"):
+        new_heads("maxmin", 4, 2, None, replace(HP, init="xavier"))
 
 
 @pytest.mark.parametrize("simplex", [False, True])
@@ -152,7 +227,7 @@ def test_sharedrep_group1_mixing_column_is_untouched_by_group0_pairs(simplex):
     chosen, rejected, ids = group0_pairs()
     hp = HeadConfig(learning_rate=0.05, num_epochs=5, batch_size=8, tanh=True, simplex_mixing=simplex)
     heads, _ = train_heads("sharedrep", 3, 2, chosen, rejected, ids, hp, seed=5)
-    init = fresh("sharedrep", 6, 2, 3, seed=5, simplex=simplex)
+    init = fresh("sharedrep", 6, 2, 3, seed=5, hp=hp)
     mixing, init_mixing = (heads.net[1], init.net[1])
     name = "logits" if simplex else "weight"
     trained, start = getattr(mixing, name), getattr(init_mixing, name)
@@ -459,6 +534,8 @@ def test_paper_profile_has_the_upstream_per_method_choices():
     for hp in (rm.maxmin, rm.sharedrep, rm.uniform):
         assert (hp.num_epochs, hp.batch_size, hp.lr_scheduler, hp.max_grad_norm) == (3, 16, "linear", 1.0)
         assert hp.center_rewards_coefficient == 0.0 and not hp.simplex_mixing
+        assert (hp.init, hp.bias) == ("normal", False)  # GPT-2's head init, no bias on the last layer
+    assert rm.maxmin.train_passes == 1  # paper-upstream: 2 (docs/deviations.md)
 
 
 @pytest.mark.parametrize(
@@ -467,6 +544,8 @@ def test_paper_profile_has_the_upstream_per_method_choices():
         ({"reward_model.sharedrep.lr_scheduler": "cosine"}, "'cosine' is not one of constant, linear"),
         ({"reward_model.maxmin.num_epochs": 0}, "must all be positive"),
         ({"reward_model.uniform.max_grad_norm": -1}, "negative"),
+        ({"reward_model.maxmin.train_passes": 0}, "train_passes 0 must be at least 1"),
+        ({"reward_model.maxmin.init": "xavier"}, "'xavier' is not one of normal, torch"),
     ],
 )
 def test_bad_head_options_are_one_clear_error(override, match):

@@ -8,7 +8,7 @@ import tiny_backbones
 import torch
 
 from sharedrep_utils.config import HeadConfig, RewardModelConfig, load_config
-from sharedrep_utils.reward_models import GroupHeads, MinOverGroupsReward, save_reward_model, text_rewards
+from sharedrep_utils.reward_models import MinOverGroupsReward, new_heads, save_reward_model, text_rewards
 from sharedrep_utils.reward_trainer import GroupPreferenceCollator, pair_texts, train_end_to_end
 from sharedrep_utils.runs import preferences_dir, responses_dir, rm_dir, stage_output
 
@@ -61,7 +61,8 @@ def test_collator_keeps_trls_layout_and_adds_group_ids():
 def test_sharedrep_trains_end_to_end_and_fits_opposed_groups(backbones, tmp_path, kind, pooling):
     pairs = opposed_pairs()
     rm = rm_config(backbones[kind], pooling)
-    hp = HeadConfig(learning_rate=3e-3, num_epochs=12, batch_size=len(pairs), tanh=True)
+    # PyTorch's init: a two-layer head from GPT-2's N(0, 0.02) starts too flat to move in 12 steps here
+    hp = HeadConfig(learning_rate=3e-3, num_epochs=12, batch_size=len(pairs), tanh=True, init="torch")
     start = snapshot(tiny_backbones_model(backbones[kind]))
     model, tokenizer, log = train_end_to_end("sharedrep", 2, 2, pairs, rm, hp, seed=0, output_dir=tmp_path / "t")
     losses = [row["loss"] for row in log if "loss" in row]
@@ -89,13 +90,33 @@ def test_maxmin_pairs_only_move_their_own_groups_backbone_and_head(backbones, tm
     start = snapshot(tiny_backbones_model(backbones["gpt2"]))
     model, _, _ = train_end_to_end("maxmin", None, n_groups, pairs, rm, hp, seed=0, output_dir=tmp_path / "t")
     assert len(model.backbones) == n_groups  # MaxMin: one backbone per group, nothing shared
-    torch.manual_seed(0)
-    init = GroupHeads("maxmin", model.heads.dim, n_groups)  # train_end_to_end seeds, then builds the heads
+    torch.manual_seed(0)  # train_end_to_end seeds, loads the backbone, then builds one head per group
+    init = [new_heads("maxmin", model.heads.dim, 1, None, hp) for _ in range(n_groups)]
     for u in range(n_groups):
         moved = u == own
         assert changed(start, model.backbones[u]) is moved, u
-        assert torch.equal(model.heads.net.weight[u], init.net.weight[u]) is not moved, u
-    assert torch.equal(model.heads.net.bias, init.net.bias)  # a bias cancels in r_c − r_r: no gradient at all
+        assert torch.equal(model.heads.net.weight[u], init[u].net.weight[0]) is not moved, u
+    assert model.heads.net.bias is None  # upstream's GPT-2 score layer has no bias
+    # one trainer run per group, on that group's pairs only: 8 pairs, batch 4, 2 epochs; the others never ran
+    assert model.runs == [
+        {"groups": [u], "pairs": 8 if u == own else 0, "optimizer_steps": 4 if u == own else 0} for u in range(n_groups)
+    ]
+
+
+def test_maxmin_end_to_end_trains_each_group_in_its_own_run_and_passes_restart_the_schedule(backbones, tmp_path):
+    """Upstream's MaxMin script: one process per group, `trainer.train()` called twice (train_passes: 2),
+    so each group's run has its own steps, and its learning rate starts again at the full rate."""
+    pairs = opposed_pairs(12)  # 6 pairs per group
+    rm = rm_config(backbones["gpt2"])
+    hp = HeadConfig(learning_rate=1e-2, num_epochs=2, batch_size=4, tanh=False, lr_scheduler="linear", train_passes=2)
+    model, _, log = train_end_to_end("maxmin", None, 2, pairs, rm, hp, seed=0, output_dir=tmp_path / "t")
+    per_pass = 2 * 2  # 2 epochs x ceil(6 / 4) steps
+    assert model.runs == [{"groups": [u], "pairs": 6, "optimizer_steps": 2 * per_pass} for u in range(2)]
+    for u in range(2):
+        rates = [row["learning_rate"] for row in log if "learning_rate" in row and row["groups"] == [u]]
+        assert len(rates) == 2 * per_pass
+        assert rates[:per_pass] == rates[per_pass:]  # the schedule restarts ...
+        assert rates[0] == 1e-2 and rates[per_pass - 1] < rates[0]  # ... at the full rate, after decaying
 
 
 def test_sharedrep_pairs_only_move_their_own_mixing_row(backbones, tmp_path):
@@ -104,7 +125,7 @@ def test_sharedrep_pairs_only_move_their_own_mixing_row(backbones, tmp_path):
     hp = HeadConfig(learning_rate=1e-2, num_epochs=2, batch_size=4, tanh=True)
     model, _, _ = train_end_to_end("sharedrep", 3, 2, pairs, rm, hp, seed=5, output_dir=tmp_path / "t")
     torch.manual_seed(5)
-    init = GroupHeads("sharedrep", model.heads.dim, 2, 3)
+    init = new_heads("sharedrep", model.heads.dim, 2, 3, hp)
     assert torch.equal(model.heads.net[1].weight[0], init.net[1].weight[0])  # group 0 had no pairs
     assert not torch.equal(model.heads.net[1].weight[1], init.net[1].weight[1])
 
@@ -178,7 +199,7 @@ def test_stage_trains_each_method_once_and_grpo_loads_it(backbones, tmp_path, mo
             reward_trainer, "train_end_to_end", lambda method, *a, **kw: calls.append(method) or real(method, *a, **kw)
         )
     table = report.metrics_table(stage.main(cfg, 0, 0.5))
-    assert calls == ["maxmin", "sharedrep", "uniform"]  # once each (the upstream trained MaxMin twice)
+    assert calls == ["maxmin", "sharedrep", "uniform"]  # once each; MaxMin's per-group runs happen inside
     assert set(table["policy"]) == {"maxmin", "sharedrep-k2", "uniform"}
     assert set(table["group"]) == {"overall", "minority", "majority"} and set(table["split"]) == {"train", "test"}
     out = rm_dir(cfg.run_path, 0, 0.5)
@@ -187,6 +208,13 @@ def test_stage_trains_each_method_once_and_grpo_loads_it(backbones, tmp_path, mo
         assert bool(config.get("backbones")) is not freeze
         metrics = json.loads((out / name / "metrics.json").read_text())
         assert metrics["test"]["minority"]["n"] == 2 and metrics["test"]["majority"]["n"] == 2  # round(6 × 0.25)
+        # 4 train pairs per group, batch 16, 2 epochs: MaxMin one run per group, the others one run on all 8
+        expected = (
+            [{"groups": [g], "pairs": 4, "optimizer_steps": 2} for g in ("minority", "majority")]
+            if name == "maxmin"
+            else [{"groups": ["minority", "majority"], "pairs": 8, "optimizer_steps": 2}]
+        )
+        assert metrics["runs"] == expected
     if not freeze:
         assert (out / "maxmin" / "backbone1").is_dir() and (out / "uniform" / "backbone").is_dir()
         assert not (out / ".trainer").exists()

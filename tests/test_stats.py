@@ -1,5 +1,7 @@
-"""Evaluation statistics: SEM, bootstrap intervals, win rates by prompt id (ties half or lost), the
-per-(method, k, proportion, group) summary pooled and per seed, and SharedRep-vs-MaxMin head to head."""
+"""Evaluation statistics: SEM, bootstrap intervals (cluster over prompt ids shared by the seeds, else
+within each seed), win rates by prompt id (a tie is an identical completion; ties half or lost, both
+reported), the per-(method, k, proportion, group) summary pooled and per seed with the spread across
+seeds, and SharedRep-vs-MaxMin head to head."""
 
 import math
 
@@ -13,6 +15,7 @@ from sharedrep_utils.stats import (
     SUMMARY_COLUMNS,
     Options,
     bootstrap_ci,
+    cluster_bootstrap_ci,
     head_to_head,
     outcomes,
     sem,
@@ -32,8 +35,16 @@ def test_sem_on_a_hand_computed_case():
     assert math.isnan(sem(np.array([])))
 
 
-def table(ids, values, group="minority", text=None):
-    return pd.DataFrame({"prompt_id": ids, "prompt": text or [f"prompt {i}" for i in ids], f"group_{group}": values})
+def table(ids, values, group="minority", text=None, completions=None):
+    """An evaluation table; by default a completion's text follows its score (equal scores, same text)."""
+    return pd.DataFrame(
+        {
+            "prompt_id": ids,
+            "prompt": text or [f"prompt {i}" for i in ids],
+            "completion": completions or [f"reply scored {v!r}" for v in values],
+            f"group_{group}": values,
+        }
+    )
 
 
 def test_win_rate_matches_prompts_by_id_and_counts_ties_by_the_rule():
@@ -54,15 +65,24 @@ def test_same_text_different_ids_are_not_matched():
     assert win_rate(ours, ref, "group_minority") == (0.0, 1)  # only id b is shared, and it loses
 
 
-def test_ties_within_tolerance_and_the_outcome_table():
-    ours = table(["a", "b", "c"], [1.0 + 1e-9, 1.0, 2.0])
-    ref = table(["a", "b", "c"], [1.0, 1.0 + 1e-3, 1.0])
-    out = outcomes(ours, ref, "group_minority", ties="half", tolerance=1e-6)
-    assert out["tie"].tolist() == [True, False, False]
-    assert out["win"].tolist() == [False, False, True]
-    assert out["credit"].tolist() == [0.5, 0.0, 1.0]
-    strict = outcomes(ours, ref, "group_minority", ties="lose", tolerance=0.0)
-    assert strict["credit"].tolist() == [1.0, 0.0, 1.0]  # without tolerance 1e-9 is a win
+def test_a_tie_is_an_identical_completion_not_a_small_score_difference():
+    ids = ["same-text-noise", "other-text-close", "same-text-far", "other-text-equal", "other-text-lower"]
+    ours = table(ids, [1.0 + 1e-7, 1.0 + 1e-9, 2.0, 0.5, 0.1], completions=["A", "B", "C", "D", "E"])
+    ref = table(ids, [1.0, 1.0, 1.0, 0.5, 0.2], completions=["A", "b", "C", "d", "e"])
+    out = outcomes(ours, ref, "group_minority", ties="half")
+    # the same text scored in two batch shapes is a tie whatever the digits say (even a big gap);
+    # different texts 1e-9 apart are decided by the scores; exactly equal scores are a tie
+    assert out["tie"].tolist() == [True, False, True, True, False]
+    assert out["win"].tolist() == [False, True, False, False, False]
+    assert out["credit"].tolist() == [0.5, 1.0, 0.5, 0.5, 0.0]
+    strict = outcomes(ours, ref, "group_minority", ties="lose")
+    assert strict["credit"].tolist() == [0.0, 1.0, 0.0, 0.0, 0.0]  # the upstream's strict >: ties lose
+
+
+def test_win_rates_need_the_completion_text():
+    bare = table(["a"], [1.0]).drop(columns="completion")
+    with pytest.raises(ValueError, match="reference table has no completion column; a tie is an identical"):
+        outcomes(table(["a"], [2.0]), bare, "group_minority")
 
 
 def test_duplicate_prompt_ids_are_refused():
@@ -91,7 +111,11 @@ GROUPS = ["minority", "majority"]
 
 
 def evaluation(ids, minority, majority):
-    return pd.DataFrame({"prompt_id": ids, "group_minority": minority, "group_majority": majority})
+    """A policy's evaluation table; the completion text follows the scores (equal scores, same text)."""
+    completions = [f"reply {a!r}/{b!r}" for a, b in zip(minority, majority)]
+    return pd.DataFrame(
+        {"prompt_id": ids, "completion": completions, "group_minority": minority, "group_majority": majority}
+    )
 
 
 @pytest.fixture
@@ -193,6 +217,20 @@ def test_summarize_with_the_strict_tie_rule(evals):
     assert set(frame["ties"]) == {"lose"}
 
 
+@pytest.mark.parametrize("rule", ["half", "lose"])
+def test_both_tie_rules_are_columns_whichever_rule_is_configured(evals, rule):
+    frame = summarize(evals, GROUPS, Options(ties=rule, n_bootstrap=200))
+    k16 = cell(frame, "sharedrep", 16, 0.1, "minority")  # identical to gold on every prompt
+    assert (k16["win_rate_vs_gold_ties_half"], k16["win_rate_vs_gold_ties_lose"]) == (0.5, 0.0)
+    sft = cell(frame, "sft", None, 0.1, "minority")  # p3 wins, p4 ties, two losses
+    assert sft["win_rate_vs_gold_ties_half"] == pytest.approx(1.5 / 4)
+    assert sft["win_rate_vs_gold_ties_lose"] == pytest.approx(1 / 4)
+    assert sft["win_rate_vs_gold"] == sft[f"win_rate_vs_gold_ties_{rule}"]  # the configured rule
+    learned = frame[frame["method"] != "gold"]
+    gap = learned["win_rate_vs_gold_ties_half"] - learned["win_rate_vs_gold_ties_lose"]
+    assert np.allclose(gap, learned["tie_share_vs_gold"] / 2)  # the rules differ by half the ties, no more
+
+
 def test_bootstrap_interval_on_hand_cases():
     low, high = bootstrap_ci([np.array([3.0, 3.0, 3.0])], n_boot=200)
     assert low == high == 3.0  # no spread, no interval
@@ -201,6 +239,49 @@ def test_bootstrap_interval_on_hand_cases():
     assert bootstrap_ci(values, 500, seed=7) == bootstrap_ci(values, 500, seed=7)  # seeded: repeats exactly
     low, high = bootstrap_ci(values, 2000, seed=1)
     assert 0.0 <= low < 1.5 < high <= 3.0
+
+
+def test_cluster_bootstrap_is_wider_when_seeds_share_hard_prompts():
+    """Two seeds on the same 200 prompts, scores driven by the prompt: resampling each seed's rows
+    on its own treats 400 rows as independent and is too narrow; drawing prompt ids jointly is not."""
+    rng = np.random.default_rng(0)
+    ids = [f"p{i:03d}" for i in range(200)]
+    prompt_effect = rng.normal(0.0, 1.0, 200)
+    seeds = [pd.Series(prompt_effect + rng.normal(0.0, 0.1, 200), index=ids) for _ in range(2)]
+    low, high, kind = cluster_bootstrap_ci(seeds, 2000, seed=1)
+    ind_low, ind_high = bootstrap_ci([s.to_numpy() for s in seeds], 2000, seed=1)
+    assert kind == "cluster"
+    assert (high - low) > 1.25 * (ind_high - ind_low)  # about sqrt(2): 200 clusters, not 400 rows
+    # negatively correlated seeds cancel prompt by prompt: the cluster interval is the narrower one
+    opposite = [seeds[0], pd.Series(-prompt_effect + rng.normal(0.0, 0.1, 200), index=ids)]
+    low, high, _ = cluster_bootstrap_ci(opposite, 2000, seed=1)
+    ind_low, ind_high = bootstrap_ci([s.to_numpy() for s in opposite], 2000, seed=1)
+    assert (high - low) < 0.5 * (ind_high - ind_low)
+
+
+def test_cluster_bootstrap_matches_prompts_by_id_and_counts_a_repeated_seed_once():
+    values = pd.Series(np.linspace(0.0, 3.0, 40), index=[f"p{i}" for i in range(40)])
+    single = cluster_bootstrap_ci([values], 500, seed=3)
+    # the same seed twice is one seed's information: the same interval, draw for draw
+    assert cluster_bootstrap_ci([values, values], 500, seed=3) == single
+    # row order does not matter, only prompt ids do
+    assert cluster_bootstrap_ci([values, values.sample(frac=1.0, random_state=0)], 500, seed=3) == single
+    # win/tie/loss credits take the fast path and still cover the pooled mean
+    credits_ = [
+        pd.Series([1.0, 0.5, 0.0, 1.0], index=list("abcd")),
+        pd.Series([0.0, 0.5, 1.0, 1.0], index=list("dcba")),
+    ]
+    low, high, kind = cluster_bootstrap_ci(credits_, 500)
+    assert kind == "cluster" and low <= 5 / 8 <= high
+
+
+def test_cluster_bootstrap_falls_back_within_seed_when_seeds_hold_different_prompts():
+    a = pd.Series([0.0, 1.0, 2.0, 3.0], index=["a", "b", "c", "d"])
+    b = pd.Series([1.0, 2.0, 3.0, 4.0], index=["a", "b", "c", "z"])
+    low, high, kind = cluster_bootstrap_ci([a, b], 500, seed=5)
+    assert kind == "within-seed"
+    assert (low, high) == bootstrap_ci([a.to_numpy(), b.to_numpy()], 500, seed=5)
+    assert all(math.isnan(x) for x in cluster_bootstrap_ci([pd.Series(dtype=float)])[:2])
 
 
 def test_bootstrap_keeps_each_seed_apart():
@@ -238,11 +319,15 @@ def test_per_seed_rows_and_their_spread():
     assert seeds.loc[1, "mean_gold_score"] == 0.75 and seeds.loc[2, "mean_gold_score"] == 0.5
     assert seeds.loc[1, "win_rate_vs_gold"] == 0.875  # 3 wins, 1 tie against seed 1's gold (all 0)
     assert seeds.loc[2, "win_rate_vs_gold"] == 0.25  # 1 win, 3 losses against seed 2's gold (all 1)
+    assert seeds.loc[1, "win_rate_vs_gold_ties_lose"] == 0.75 and seeds.loc[1, "tie_share_vs_gold"] == 0.25
     row = cell(frame, "maxmin", None, 0.1, "minority")
     assert row["mean_gold_score"] == pytest.approx(5 / 8)
     assert row["seed_sd_gold_score"] == pytest.approx(np.std([0.75, 0.5], ddof=1))
+    assert row["seed_sem_gold_score"] == pytest.approx(np.std([0.75, 0.5], ddof=1) / math.sqrt(2))
     assert row["win_rate_vs_gold"] == pytest.approx((3.5 + 1) / 8)
     assert row["seed_sd_win_rate"] == pytest.approx(np.std([0.875, 0.25], ddof=1))
+    assert row["seed_sem_win_rate"] == pytest.approx(np.std([0.875, 0.25], ddof=1) / math.sqrt(2))
+    assert row["bootstrap"] == "cluster"  # both seeds hold prompts a-d
     assert row["ci_low_gold_score"] <= row["mean_gold_score"] <= row["ci_high_gold_score"]
     assert row["win_rate_ci_low"] <= row["win_rate_vs_gold"] <= row["win_rate_ci_high"]
     again = summarize(two_seed_evals(), GROUPS, Options(n_bootstrap=200))
@@ -262,6 +347,43 @@ def test_head_to_head_sharedrep_vs_maxmin_on_the_same_prompts():
     assert (majority["wins"], majority["tie_count"], majority["losses"]) == (0, 4, 4)
     strict = head_to_head(two_seed_evals(), GROUPS, options=Options(ties="lose", n_bootstrap=200))
     assert strict.loc[strict["group"] == "minority", "win_rate"].iloc[0] == pytest.approx(4 / 8)
+    # both rules whichever is configured, the seed spread, and the cluster bootstrap (same prompts a-d)
+    assert (row["win_rate_ties_half"], row["win_rate_ties_lose"]) == (pytest.approx(5.5 / 8), pytest.approx(4 / 8))
+    assert row["seed_sem_win_rate"] == pytest.approx(np.std([2.5 / 4, 3 / 4], ddof=1) / math.sqrt(2))
+    assert row["bootstrap"] == "cluster" and row["ci_low"] <= row["win_rate"] <= row["ci_high"]
+
+
+def test_seeds_on_different_prompts_match_by_id_and_resample_within_seed():
+    """evaluation.prompts_per_seed: each seed's policies on their own draw; SFT (no seed) on fixed ids,
+    compared with each seed's gold on the ids both hold."""
+    evals = {
+        (1, None, "gold"): evaluation(["a", "b", "c"], [0.0, 0.0, 0.0], [0.0] * 3),
+        (2, None, "gold"): evaluation(["c", "d", "e"], [1.0, 1.0, 1.0], [0.0] * 3),
+        (1, 0.1, "maxmin"): evaluation(["a", "b", "c"], [1.0, 1.0, 1.0], [1.0] * 3),
+        (2, 0.1, "maxmin"): evaluation(["c", "d", "e"], [0.0, 2.0, 2.0], [1.0] * 3),
+        (None, None, "sft"): evaluation(["a", "b", "c"], [1.0, 1.0, 2.0], [1.0] * 3),
+    }
+    frame, by_seed = summarize_all(evals, GROUPS, Options(n_bootstrap=200))
+    mm = cell(frame, "maxmin", None, 0.1, "minority")
+    assert mm["bootstrap"] == "within-seed" and mm["n_matched_vs_gold"] == 6
+    assert mm["win_rate_vs_gold"] == pytest.approx(5 / 6)  # seed 1: 3 wins; seed 2: c loses, d and e win
+    sft = cell(frame, "sft", None, 0.1, "minority")
+    # seed 1's gold shares a, b, c (3 wins); seed 2's shares only c (2.0 beats 1.0)
+    assert sft["n_matched_vs_gold"] == 4 and sft["win_rate_vs_gold"] == 1.0
+    assert sft["bootstrap"] == "within-seed"
+    sft_seed = by_seed[(by_seed["method"] == "sft") & (by_seed["group"] == "minority")].iloc[0]
+    assert sft_seed["n"] == 3 and sft_seed["n_matched_vs_gold"] == 4
+
+
+def test_a_policy_is_never_compared_with_another_seeds_gold_policy():
+    evals = {
+        (1, None, "gold"): evaluation(["a", "b"], [0.0, 0.0], [0.0, 0.0]),
+        (1, 0.1, "maxmin"): evaluation(["a", "b"], [1.0, 1.0], [1.0, 1.0]),
+        (2, 0.1, "maxmin"): evaluation(["a", "b"], [5.0, 5.0], [5.0, 5.0]),  # seed 2 has no gold policy
+    }
+    seeds = summarize_all(evals, GROUPS, Options(n_bootstrap=200))[1].set_index(["method", "group", "seed"])
+    assert seeds.loc[("maxmin", "minority", 1), "n_matched_vs_gold"] == 2
+    assert seeds.loc[("maxmin", "minority", 2), "n_matched_vs_gold"] == 0
 
 
 def test_head_to_head_is_empty_without_maxmin():

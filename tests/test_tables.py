@@ -1,5 +1,6 @@
-"""The paper-style HH table: one K per table (K stated), mean ± SEM and win rates per group, best
-learned method in bold, in Markdown, LaTeX (booktabs) and CSV; the LaTeX compiles where TeX exists."""
+"""The paper-style HH table: one K per table (K stated), mean ± spread [interval] and win rates under
+both tie rules per group, the caption saying what ± and [ ] are, best learned method in bold, in
+Markdown, LaTeX (booktabs) and CSV; the LaTeX compiles where TeX exists."""
 
 import shutil
 import subprocess
@@ -47,6 +48,23 @@ def summary():
     return frame
 
 
+@pytest.fixture
+def two_seeds(summary):
+    """The same numbers as from a two-seed run: spread across seeds, both tie rules, cluster intervals."""
+    frame = summary.copy()
+    frame["n"], frame["n_seeds"] = 60, 2
+    frame.loc[frame["method"] == "sft", ["n", "n_seeds"]] = (30, 1)
+    frame["seed_sem_gold_score"] = 0.004
+    frame.loc[frame["method"] == "sft", "seed_sem_gold_score"] = float("nan")  # one evaluation: no spread
+    frame["seed_sem_win_rate"] = 0.03
+    frame["ci_low_gold_score"] = frame["mean_gold_score"] - 0.1
+    frame["ci_high_gold_score"] = frame["mean_gold_score"] + 0.1
+    frame["win_rate_vs_gold_ties_half"] = frame["win_rate_vs_gold"]
+    frame["win_rate_vs_gold_ties_lose"] = frame["win_rate_vs_gold"] - 0.02
+    frame["bootstrap"] = "cluster"
+    return frame
+
+
 def test_one_k_per_table(summary):
     assert tables.table_ks(summary) == [2, 16]
     k2 = tables.paper_table(summary, 2)
@@ -72,11 +90,11 @@ def test_best_learned_method_is_bold_and_references_never_are(summary):
     assert "**" not in lines[("0.1", "SFT")] and "**" not in lines[("0.1", "Gold")]
     # majority score: MaxMin and Uniform tie at 0.70, both bold; win rates: Uniform 0.41 (minority), MaxMin 0.45
     assert "**0.700 ± 0.020**" in lines[("0.1", "MaxMin")] and "**0.700 ± 0.020**" in lines[("0.1", "Uniform")]
-    assert "**0.41**" in lines[("0.1", "Uniform")] and "**0.45**" in lines[("0.1", "MaxMin")]
-    assert lines[("0.1", "Gold")].endswith("| — | — |")  # no win rate against itself
+    assert "**0.41 [0.36, 0.46]**" in lines[("0.1", "Uniform")] and "**0.45 [0.40, 0.50]**" in lines[("0.1", "MaxMin")]
+    assert lines[("0.1", "Gold")].endswith("| — | — | — | — |")  # no win rate against itself (either rule)
     # the K=16 table: its SharedRep wins the majority columns at p = 0.1
     md16 = tables.to_markdown(tables.paper_table(summary, 16), 16, "caption")
-    assert "**0.990 ± 0.020**" in md16 and "**0.99**" in md16
+    assert "**0.990 ± 0.020**" in md16 and "**0.99 [0.94, 1.04]**" in md16
 
 
 def test_latex_is_booktabs_with_bold_best_and_escaped_names(summary):
@@ -89,7 +107,7 @@ def test_latex_is_booktabs_with_bold_best_and_escaped_names(summary):
     assert "SharedRep K = 2" in tex and "\\label{tab:hh-k2}" in tex
     assert tex.count("\\midrule") == 2  # after the header, and between the two proportions
     body = [line for line in tex.splitlines() if line.endswith("\\\\") and "&" in line][2:]
-    assert all(line.count("&") == 5 for line in body)  # p, method, 2 scores, 2 win rates
+    assert all(line.count("&") == 7 for line in body)  # p, method, 2 scores, 2 win rates × 2 tie rules
 
 
 def test_write_tables_all_formats_per_k(summary, tmp_path):
@@ -97,7 +115,10 @@ def test_write_tables_all_formats_per_k(summary, tmp_path):
     assert {p.name for p in paths} == {f"table_k{k}.{e}" for k in (2, 16) for e in ("md", "tex", "csv")}
     csv = pd.read_csv(tmp_path / "table_k16.csv")
     assert set(csv["k"]) == {16} and "SharedRep (K=16)" in set(csv["policy"])
-    assert "ties count as losses" in (tmp_path / "table_k16.md").read_text()
+    header = next(line for line in (tmp_path / "table_k16.md").read_text().splitlines() if "| policy |" in line)
+    # the configured rule first (its ± and interval), the other rule after it
+    assert header.index("win rate vs gold, ties lose") < header.index("win rate vs gold, ties ½")
+    assert "± and [brackets] are given for ties lose" in (tmp_path / "table_k16.md").read_text()
     assert "caption line" in (tmp_path / "table_k2.tex").read_text()
 
 
@@ -105,6 +126,39 @@ def test_without_sharedrep_one_table_says_so(summary, tmp_path):
     paths = tables.write_tables(summary[summary["method"] != "sharedrep"], tmp_path, "c")
     assert {p.name for p in paths} == {"table_nok.md", "table_nok.tex", "table_nok.csv"}
     assert "no SharedRep in this run" in (tmp_path / "table_nok.md").read_text()
+
+
+def test_two_seeds_show_the_seed_spread_and_the_cluster_interval_and_say_so(two_seeds):
+    table = tables.paper_table(two_seeds, 2)
+    md = tables.to_markdown(table, 2, "Profile x; n = 30 held-out prompts per policy and seed.")
+    rows = {line.split(" | ")[1]: line for line in md.splitlines() if line.startswith("| 0.1 |")}
+    # MaxMin minority: mean ± SE across seeds [cluster interval]; win rate ties ½ likewise; ties lose plain
+    assert "| 0.500 ± 0.004 [0.400, 0.600] |" in rows["MaxMin"]
+    assert "| 0.40 ± 0.03 [0.35, 0.45] |" in rows["MaxMin"] and rows["MaxMin"].endswith("| 0.38 | **0.43** |")
+    assert "| 0.990 [0.890, 1.090] |" in rows["SFT"]  # one evaluation: no ± for its score
+    assert "± is the standard error across seeds (2 seeds)" in md
+    assert "[brackets] the 95% cluster-bootstrap interval over prompts" in md
+    assert "A policy evaluated once (SFT) has no ± on its score" in md
+    assert "n = 30 held-out prompts per policy and seed" in md
+    header = next(line for line in md.splitlines() if "| policy |" in line)
+    assert "minority win rate vs gold, ties ½" in header and "minority win rate vs gold, ties lose" in header
+    within = tables.to_markdown(tables.paper_table(two_seeds.assign(bootstrap="within-seed"), 2), 2, "c")
+    assert "resampled within each seed (the seeds were evaluated on different prompts)" in within
+    assert list(table.filter(like="minority_win_rate_ties").columns) == [
+        "minority_win_rate_ties_half",
+        "minority_win_rate_ties_lose",
+    ]
+    assert (table["n_per_seed"] == 30).all()
+
+
+def test_one_seed_says_the_seed_spread_is_unavailable_and_shows_the_prompt_one(two_seeds):
+    one = two_seeds.assign(n_seeds=1, n=30, seed_sem_gold_score=float("nan"), seed_sem_win_rate=float("nan"))
+    one["sem_win_rate"] = 0.06
+    md = tables.to_markdown(tables.paper_table(one, 2), 2, "c")
+    assert "One seed, so the spread across seeds is unavailable: ± is the standard error over prompts" in md
+    assert "| 0.500 ± 0.020 [0.400, 0.600] |" in md  # the SEM over prompts
+    assert "| 0.40 ± 0.06 [0.35, 0.45] |" in md
+    assert "standard error across seeds" not in md
 
 
 def test_head_to_head_markdown():

@@ -11,7 +11,7 @@ from sharedrep_utils.config import HH_DIR_ENV, ConfigError, load_config
 # (command-line arguments, a piece of the one-line message)
 BAD_COMMAND_LINES = [
     (["--profile", "smok"], "did you mean 'smoke'"),
-    (["--profile", "nope"], "allowed: paper, smoke"),
+    (["--profile", "nope"], "allowed: paper, paper-upstream, smoke"),
     (["--profile", "/no/such/profile.yaml"], "does not exist"),
     (["--proportions", "1.5"], "1.5 is outside (0, 1)"),
     (["--proportions", "0"], "0.0 is outside (0, 1)"),

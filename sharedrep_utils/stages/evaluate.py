@@ -1,5 +1,12 @@
 """Stage 5 (per policy): completions on held-out HH prompts (greedy by default), gold trait and
-group scores. Output: eval/<policy-id>.parquet (+ .manifest.json)."""
+group scores. Output: eval/<policy-id>.parquet (+ .manifest.json).
+
+Prompts: the first `data.n_eval_prompts` held-out prompts by prompt id, the same for every policy and
+seed; with `evaluation.prompts_per_seed` (the upstream's way), a seed's policies (gold included) take
+the first n after a shuffle seeded by that seed, and the SFT policy (no seed) keeps the fixed prompts,
+so its win rate against a seed's gold policy covers the prompt ids both hold. Fewer prompts than asked
+is said in one line and recorded in the manifest (`prompts`: asked, available, used).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +18,7 @@ from .. import distributed
 from ..config import Config
 from ..distributed import stage_output  # only the main process writes under accelerate launch
 from ..gold import GoldScorer
-from ..hh_data import load_hh, take
+from ..hh_data import load_hh, take_counted
 from ..launcher import command_line
 from ..methods import check_policy
 from ..policy import generate, load_policy, pick_device
@@ -27,6 +34,7 @@ def params(cfg: Config, seed: int | None, proportion: float | None, method: str)
         "n_eval_prompts": cfg.data.n_eval_prompts,
         "traits": {n: asdict(t) for n, t in cfg.gold.traits.items()},
         "groups": cfg.gold.groups,
+        "gold_text": cfg.gold.text,
         "seed": seed,
     }
 
@@ -40,6 +48,14 @@ def generation_settings(ev) -> dict:
         "generation_seed": ev.seed if ev.do_sample else None,
         "max_new_tokens": ev.max_new_tokens,
     }
+
+
+def eval_prompts(cfg: Config, data, seed: int | None) -> tuple[list, dict]:
+    """The held-out prompts a policy of this seed is evaluated on, and the record of their count."""
+    draw = seed if cfg.evaluation.prompts_per_seed else None
+    return take_counted(
+        data.test, cfg.data.n_eval_prompts, "data.n_eval_prompts", "held-out prompts", draw, echo=distributed.is_main()
+    )
 
 
 def normalise(seed: int | None, proportion: float | None, method: str) -> tuple[int | None, float | None]:
@@ -64,7 +80,7 @@ def main(cfg: Config, seed: int | None, proportion: float | None, method: str) -
         return pd.read_parquet(out)
     device = pick_device(cfg)
     data = load_hh(cfg.data, cfg.hh_dir())
-    prompts = take(data.test, cfg.data.n_eval_prompts)
+    prompts, drawn = eval_prompts(cfg, data, seed)
     model, tokenizer = load_policy(policy_dir(cfg.run_path, seed, proportion, method) / "model", cfg.policy, device)
     ev = cfg.evaluation
     # under accelerate launch each process generates a contiguous shard; gathered back in prompt order
@@ -79,6 +95,7 @@ def main(cfg: Config, seed: int | None, proportion: float | None, method: str) -
             temperature=ev.temperature,
             top_p=ev.top_p,
             seed=ev.seed + start,  # one sampling seed for every policy: differences come from the policies
+            keep_run_on=cfg.gold.text == "chat",  # upstream's chat text keeps run-on turns (docs/deviations.md)
         ),
         [e.prompt for e in prompts],
     )
@@ -90,7 +107,7 @@ def main(cfg: Config, seed: int | None, proportion: float | None, method: str) -
             "completion": [c[0] for c in completions],
         }
     )
-    scorer = GoldScorer(cfg.gold, device)
+    scorer = GoldScorer(cfg.gold, device, chat_tokenizer=tokenizer)
     traits = distributed.map_columns(scorer.traits, list(table["prompt"]), list(table["completion"]))
     for name, values in traits.items():
         table[f"trait_{name}"] = values
@@ -105,7 +122,12 @@ def main(cfg: Config, seed: int | None, proportion: float | None, method: str) -
     with stage_output(out, "evaluate", p, seed=seed, inputs=inputs) as stage:
         table.to_parquet(stage["path"] / out.name, index=False)
         stage["extra"].update(
-            policy_id=pid, method=method, proportion=proportion, n_prompts=len(table), data_warning=data.warning
+            policy_id=pid,
+            method=method,
+            proportion=proportion,
+            n_prompts=len(table),
+            prompts=drawn,
+            data_warning=data.warning,
         )
     return table
 

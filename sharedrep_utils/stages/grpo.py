@@ -11,9 +11,9 @@ import json
 from dataclasses import asdict
 
 from ..config import Config
-from ..distributed import stage_output  # only the main process writes under accelerate launch
+from ..distributed import is_main, stage_output  # only the main process writes under accelerate launch
 from ..gold import GoldMinReward, GoldScorer
-from ..hh_data import load_hh, take, to_messages
+from ..hh_data import load_hh, take_counted, to_messages
 from ..launcher import command_line
 from ..methods import check_policy
 from ..policy import load_tokenizer, pick_device
@@ -25,7 +25,10 @@ from ..training import trainer_arguments
 def params(cfg: Config, seed: int, proportion: float | None, method: str) -> dict:
     check_policy(method, ["gold", *cfg.policy_methods()])
     upstream = (
-        {"gold": {"traits": {n: asdict(t) for n, t in cfg.gold.traits.items()}, "groups": cfg.gold.groups}}
+        {
+            "gold": {"traits": {n: asdict(t) for n, t in cfg.gold.traits.items()}, "groups": cfg.gold.groups},
+            "gold_text": cfg.gold.text,
+        }
         if method == "gold"
         else {"rm": require(rm_dir(cfg.run_path, seed, proportion), "03_reward_models")["params_hash"]}
     )
@@ -40,17 +43,47 @@ def params(cfg: Config, seed: int, proportion: float | None, method: str) -> dic
     }
 
 
-def reward_function(cfg: Config, seed: int, proportion: float | None, method: str, device: str):
+def reward_function(cfg: Config, seed: int, proportion: float | None, method: str, device: str, chat_tokenizer=None):
+    """Min over groups of the gold scores or of a trained reward model's heads; a scorer that reads the chat
+    text (`gold.text` / `reward_model.text: chat`) renders it with `chat_tokenizer` (default: the SFT policy's)."""
+    if chat_tokenizer is None and "chat" in (cfg.gold.text, cfg.reward_model.text):
+        chat_tokenizer = load_tokenizer(sft_dir(cfg.run_path) / "model", cfg.policy)
     if method == "gold":
-        return GoldMinReward(GoldScorer(cfg.gold, device))
-    return MinOverGroupsReward(rm_dir(cfg.run_path, seed, proportion) / method, cfg.reward_model, device)
+        return GoldMinReward(GoldScorer(cfg.gold, device, chat_tokenizer=chat_tokenizer))
+    return MinOverGroupsReward(
+        rm_dir(cfg.run_path, seed, proportion) / method, cfg.reward_model, device, chat_tokenizer=chat_tokenizer
+    )
+
+
+def grpo_arguments(cfg: Config, device: str, seed: int, output_dir, **changes):
+    """TRL's GRPOConfig for this profile (what the stage and `sharedrep bench`'s grpo_step train with);
+    `changes` override single fields."""
+    from trl import GRPOConfig
+
+    g = cfg.grpo
+    fields = dict(
+        learning_rate=g.learning_rate,
+        num_train_epochs=g.num_train_epochs,
+        max_steps=g.max_steps,
+        per_device_train_batch_size=g.per_device_train_batch_size,
+        gradient_accumulation_steps=g.gradient_accumulation_steps,
+        num_generations=g.num_generations,
+        beta=g.beta,
+        max_completion_length=g.max_completion_length,
+        temperature=g.temperature,
+        logging_steps=g.logging_steps,
+        loss_type=g.loss_type,
+        model_init_kwargs={"trust_remote_code": cfg.policy.trust_remote_code},
+    )
+    common = {**trainer_arguments(device, seed, output_dir, g.trainer_kwargs), **changes}
+    return GRPOConfig(**common, **{k: v for k, v in fields.items() if k not in changes})
 
 
 @locked("04_grpo", lambda cfg, seed, proportion, method: policy_dir(cfg.run_path, seed, proportion, method))
 def main(cfg: Config, seed: int, proportion: float | None, method: str) -> list[dict]:
     """Trains the policy (unless done); returns TRL's log history."""
     from datasets import Dataset
-    from trl import GRPOConfig, GRPOTrainer
+    from trl import GRPOTrainer
 
     if method == "gold":
         proportion = None
@@ -60,32 +93,22 @@ def main(cfg: Config, seed: int, proportion: float | None, method: str) -> list[
         return read_manifest(out)["log_history"]
     device = pick_device(cfg)
     data = load_hh(cfg.data, cfg.hh_dir())
-    prompts = take(data.train, cfg.data.n_grpo_prompts or cfg.data.n_preference_prompts)
+    setting = "data.n_grpo_prompts" if cfg.data.n_grpo_prompts else "data.n_preference_prompts"
+    prompts, drawn = take_counted(
+        data.train, cfg.data.n_grpo_prompts or cfg.data.n_preference_prompts, setting, "GRPO train prompts",
+        echo=is_main(),
+    )  # fmt: skip
     dataset = Dataset.from_list([{"prompt": to_messages(e.prompt), "prompt_id": e.prompt_id} for e in prompts])
     sft_model = sft_dir(cfg.run_path) / "model"
     tokenizer = load_tokenizer(sft_model, cfg.policy)
-    g = cfg.grpo
     inputs = {**data.files, "sft_model": sft_model}
     if method != "gold":
         inputs["reward_heads"] = rm_dir(cfg.run_path, seed, proportion) / method
     with stage_output(out, "grpo", p, seed=seed, inputs=inputs) as stage:
-        args = GRPOConfig(
-            **trainer_arguments(device, seed, stage["path"] / "trainer", g.trainer_kwargs),
-            learning_rate=g.learning_rate,
-            num_train_epochs=g.num_train_epochs,
-            max_steps=g.max_steps,
-            per_device_train_batch_size=g.per_device_train_batch_size,
-            gradient_accumulation_steps=g.gradient_accumulation_steps,
-            num_generations=g.num_generations,
-            beta=g.beta,
-            max_completion_length=g.max_completion_length,
-            temperature=g.temperature,
-            logging_steps=g.logging_steps,
-            model_init_kwargs={"trust_remote_code": cfg.policy.trust_remote_code},
-        )
+        args = grpo_arguments(cfg, device, seed, stage["path"] / "trainer")
         trainer = GRPOTrainer(
             model=str(sft_model),  # a path, so TRL can build the reference model from it
-            reward_funcs=[reward_function(cfg, seed, proportion, method, device)],
+            reward_funcs=[reward_function(cfg, seed, proportion, method, device, tokenizer)],
             args=args,
             train_dataset=dataset,
             processing_class=tokenizer,
@@ -99,6 +122,7 @@ def main(cfg: Config, seed: int, proportion: float | None, method: str) -> list[
         stage["extra"].update(
             log_history=trainer.state.log_history,
             n_prompts=len(prompts),
+            prompts=drawn,
             generation_backend="vllm" if args.use_vllm else "transformers",  # vLLM falls back when not installed
         )
     return read_manifest(out)["log_history"]

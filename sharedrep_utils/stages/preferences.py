@@ -16,6 +16,7 @@ def params(cfg: Config, seed: int, proportion: float) -> dict:
         "responses": require(responses_dir(cfg.run_path), "02_preference_data (responses)")["params_hash"],
         "groups": cfg.gold.groups,
         "minority_group": cfg.gold.minority_group,
+        "preference_ties": cfg.gold.preference_ties,
         "seed": seed,
         "proportion": proportion,
     }
@@ -30,8 +31,9 @@ def main(cfg: Config, seed: int, proportion: float) -> pd.DataFrame:
     source = responses_dir(cfg.run_path) / "responses.parquet"
     responses = pd.read_parquet(source)
     pairs, counts = build_preferences(
-        responses, list(cfg.gold.traits), cfg.gold.groups, cfg.gold.minority_group, proportion, seed
-    )
+        responses, list(cfg.gold.traits), cfg.gold.groups, cfg.gold.minority_group, proportion, seed,
+        ties=cfg.gold.preference_ties,
+    )  # fmt: skip
     with stage_output(out, "preferences", p, seed=seed, inputs={"responses": source}) as stage:
         pairs.to_parquet(stage["path"] / "preferences.parquet", index=False)
         stage["extra"].update(counts=counts)

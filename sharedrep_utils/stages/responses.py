@@ -12,7 +12,7 @@ from ..config import Config
 from ..distributed import stage_output  # only the main process writes under accelerate launch
 from ..gold import GoldScorer
 from ..groups import disagreement
-from ..hh_data import load_hh, take
+from ..hh_data import load_hh, take_counted
 from ..launcher import command_line
 from ..policy import generate, load_policy, pick_device
 from ..runs import is_done, locked, require, responses_dir, sft_dir
@@ -24,8 +24,16 @@ def params(cfg: Config) -> dict:
         "n_preference_prompts": cfg.data.n_preference_prompts,
         "generation": asdict(cfg.generation),
         "traits": {name: asdict(t) for name, t in cfg.gold.traits.items()},
+        "gold_text": cfg.gold.text,
+        "keep_run_on": keep_run_on(cfg),
         "seed": cfg.seed,
     }
+
+
+def keep_run_on(cfg: Config) -> bool:
+    """Responses are stored as generated (run-on turns kept) when a scorer reads upstream's chat text;
+    the HH text cuts them when it is built (`hh_data.scorer_texts`)."""
+    return "chat" in (cfg.gold.text, cfg.reward_model.text)
 
 
 @locked("02_preference_data (responses)", lambda cfg: responses_dir(cfg.run_path))
@@ -36,7 +44,10 @@ def main(cfg: Config) -> pd.DataFrame:
         return pd.read_parquet(out / "responses.parquet")
     device = pick_device(cfg)
     data = load_hh(cfg.data, cfg.hh_dir())
-    prompts = take(data.train, cfg.data.n_preference_prompts)
+    prompts, drawn = take_counted(
+        data.train, cfg.data.n_preference_prompts, "data.n_preference_prompts", "train prompts",
+        echo=distributed.is_main(),
+    )  # fmt: skip
     model, tokenizer = load_policy(sft_dir(cfg.run_path) / "model", cfg.policy, device)
     gen = cfg.generation
     # under accelerate launch each process samples a contiguous shard; gathered back in prompt order
@@ -50,8 +61,11 @@ def main(cfg: Config) -> pd.DataFrame:
             do_sample=True,
             temperature=gen.temperature,
             top_p=gen.top_p,
+            top_k=gen.top_k,
             num_return_sequences=2,
             seed=cfg.seed + start,
+            chat_template=gen.chat_template,
+            keep_run_on=keep_run_on(cfg),
         ),
         [e.prompt for e in prompts],
     )
@@ -64,7 +78,7 @@ def main(cfg: Config) -> pd.DataFrame:
             "response_1": [s[1] for s in samples],
         }
     )
-    scorer = GoldScorer(cfg.gold, device)
+    scorer = GoldScorer(cfg.gold, device, chat_tokenizer=tokenizer)
     for i in (0, 1):
         scored = distributed.map_columns(scorer.traits, list(table["prompt"]), list(table[f"response_{i}"]))
         for trait, values in scored.items():
@@ -74,6 +88,7 @@ def main(cfg: Config) -> pd.DataFrame:
         table.to_parquet(stage["path"] / "responses.parquet", index=False)
         stage["extra"].update(
             n_prompts=len(table),
+            prompts=drawn,
             group_disagreement=disagreement(table, list(cfg.gold.traits), cfg.gold.groups),
             identical_pairs=int((table["response_0"] == table["response_1"]).sum()),
             data_warning=data.warning,

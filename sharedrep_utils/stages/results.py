@@ -72,7 +72,7 @@ def params(cfg: Config) -> dict:
 
 def options(cfg: Config) -> Options:
     r = cfg.results
-    return Options(r.ties, r.tie_tolerance, r.n_bootstrap, r.confidence, r.bootstrap_seed)
+    return Options(r.ties, r.n_bootstrap, r.confidence, r.bootstrap_seed)
 
 
 def load_evals(cfg: Config) -> dict[tuple[int | None, float | None, str], pd.DataFrame]:
@@ -158,6 +158,21 @@ def curves_frame(cfg: Config) -> pd.DataFrame:
     return frame
 
 
+def prompt_shortfall(cfg: Config) -> str | None:
+    """One sentence when 05_evaluate used fewer held-out prompts than data.n_eval_prompts asked for."""
+    records = [
+        (read_manifest(eval_file(cfg.run_path, policy_id(*key))) or {}).get("prompts") or {}
+        for key in planned_policies(cfg)
+    ]
+    short = [r for r in records if r.get("asked") and r.get("used", 0) < r["asked"]]
+    if not short:
+        return None
+    return (
+        f"{short[0]['setting']} asked for {short[0]['asked']} held-out prompts, but the data holds only "
+        f"{short[0]['available']}."
+    )
+
+
 def caption(cfg: Config, by_seed: pd.DataFrame) -> str:
     """The line under every figure and table: profile, seeds, n, data source, decoding."""
     sft = read_manifest(sft_dir(cfg.run_path)) or {}
@@ -165,11 +180,15 @@ def caption(cfg: Config, by_seed: pd.DataFrame) -> str:
     ns = sorted({int(n) for n in by_seed["n"]}) or [0]
     per_seed = f"{ns[0]}" if len(ns) == 1 else f"{ns[0]}-{ns[-1]}"
     decoding = f"sampling (T={ev.temperature:g}, top-p={ev.top_p:g}, seed {ev.seed})" if ev.do_sample else "greedy"
+    which = "drawn per seed, SFT on the first n by id" if ev.prompts_per_seed else "the same prompts for every seed"
     text = (
         f"Profile {cfg.profile}; seeds {', '.join(map(str, cfg.sweep.seeds))}; n = {per_seed} held-out prompts per "
-        f"policy and seed (pooled over seeds); {decoding} decoding, {ev.max_new_tokens} new tokens; "
+        f"policy and seed ({which}; pooled over seeds); {decoding} decoding, {ev.max_new_tokens} new tokens; "
         f"data {sft.get('data_source', '?')}."
     )
+    shortfall = prompt_shortfall(cfg)
+    if shortfall:
+        text += f" {shortfall}"
     warning = sft.get("data_warning")
     return f"{warning} {text}" if warning else text
 
@@ -188,7 +207,7 @@ def build(cfg: Config, out: Path) -> dict[str, pd.DataFrame]:
     by_seed.to_csv(out / "summary_by_seed.csv", index=False)
     h2h.to_csv(out / "head_to_head.csv", index=False)
     rm.to_csv(out / "rm_accuracy.csv", index=False)
-    table_paths = tables.write_tables(summary, out, text, opts.ties)
+    table_paths = tables.write_tables(summary, out, text, opts.ties, opts.confidence)
     sections = [p.read_text() for p in table_paths if p.suffix == ".md"]
     sections.append(tables.head_to_head_markdown(h2h))
     (out / "summary.md").write_text("\n".join(sections) + f"\n_{text}_\n")

@@ -4,6 +4,8 @@ Frozen backbone (default): features are computed once per unique text (cached un
 shared by every seed × proportion), then every head trains on the cache.
 `reward_model.freeze_backbone: false`: each method trains end to end (backbone + the same heads)
 through TRL's RewardTrainer (`reward_trainer.py`); its fine-tuned backbone(s) are saved with it.
+MaxMin trains one run per group on that group's pairs alone (as upstream), SharedRep and Uniform one run
+on all pairs; metrics.json records each run's pairs and optimiser steps (`runs`).
 Output: seed<S>/prop<P>/rm/<method>/ with heads.safetensors, config.json, metrics.json (and backbone*/
 when trained end to end); `MinOverGroupsReward` loads either kind."""
 
@@ -19,15 +21,18 @@ import torch
 
 from ..config import Config
 from ..groups import split_pairs
-from ..hh_data import format_scored_text
+from ..hh_data import scorer_texts
 from ..launcher import command_line
 from ..methods import split_method
-from ..policy import pick_device
+from ..policy import load_tokenizer, pick_device
 from ..reward_models import (
     FeatureExtractor,
     cached_features,
+    fits,
     pair_metrics,
     pair_tensors,
+    pair_texts,
+    prepare_tokenizer,
     reward_pair_metrics,
     save_heads,
     save_reward_model,
@@ -43,6 +48,7 @@ from ..runs import (
     require,
     responses_dir,
     rm_dir,
+    sft_dir,
     stage_output,
 )
 
@@ -68,27 +74,51 @@ def main(cfg: Config, seed: int, proportion: float) -> dict:
     return read_manifest(out)["metrics"]
 
 
+def chat_tokenizer(cfg: Config):
+    """The policy's tokenizer when the reward models read the chat text (`reward_model.text: chat`), else None."""
+    return load_tokenizer(sft_dir(cfg.run_path) / "model", cfg.policy) if cfg.reward_model.text == "chat" else None
+
+
+def without_long_pairs(pairs: pd.DataFrame, tokenizer, cfg: Config, chat) -> tuple[pd.DataFrame, int]:
+    """With `reward_model.drop_long_pairs` (upstream's TRL RewardTrainer), the pairs whose chosen and
+    rejected texts both fit in `reward_model.max_length` backbone tokens, and how many were dropped."""
+    rm = cfg.reward_model
+    if not rm.drop_long_pairs:
+        return pairs, 0
+    chosen, rejected = pair_texts(pairs, rm.text_format, rm.text, chat)
+    keep = fits(tokenizer, chosen, rm.max_length) & fits(tokenizer, rejected, rm.max_length)
+    return pairs[keep].reset_index(drop=True), int((~keep).sum())
+
+
+def named_runs(runs: list[dict], groups: list[str]) -> list[dict]:
+    """A model's training runs with group names: which heads each run trained, on how many pairs, in how many
+    optimiser steps (MaxMin: one run per group; SharedRep, Uniform: one run on all pairs)."""
+    return [{**run, "groups": [groups[u] for u in run["groups"]]} for run in runs]
+
+
 def train(cfg: Config, seed: int, proportion: float, p: dict) -> None:
     rm, out = cfg.reward_model, rm_dir(cfg.run_path, seed, proportion)
     pairs = pd.read_parquet(preferences_dir(cfg.run_path, seed, proportion) / "preferences.parquet")
     groups = list(cfg.gold.groups)
+    chat = chat_tokenizer(cfg)
     if not rm.freeze_backbone:
-        train_end_to_end_all(cfg, seed, proportion, p, pairs, groups)
+        train_end_to_end_all(cfg, seed, proportion, p, pairs, groups, chat)
         return
     responses = pd.read_parquet(responses_dir(cfg.run_path) / "responses.parquet")
     texts = [
-        format_scored_text(rm.text_format, prompt, response)
+        text
         for column in ("response_0", "response_1")
-        for prompt, response in zip(responses["prompt"], responses[column])
+        for text in scorer_texts(rm.text, rm.text_format, list(responses["prompt"]), list(responses[column]), chat)
     ]
     start = time.perf_counter()
     extractor = FeatureExtractor(rm, pick_device(cfg))
     features = cached_features(extractor, texts, features_dir(cfg.run_path))
     featurise_s = time.perf_counter() - start  # includes loading the backbone; ~0 on a cache hit
+    pairs, n_long = without_long_pairs(pairs, extractor.tokenizer, cfg, chat)
     train_pairs, test_pairs = split_pairs(pairs, rm.test_fraction, seed)
     train_t, test_t = (
-        pair_tensors(train_pairs, features, rm.text_format),
-        pair_tensors(test_pairs, features, rm.text_format),
+        pair_tensors(train_pairs, features, rm.text_format, rm.text, chat),
+        pair_tensors(test_pairs, features, rm.text_format, rm.text, chat),
     )
     all_metrics = {}
     inputs = {
@@ -106,6 +136,7 @@ def train(cfg: Config, seed: int, proportion: float, p: dict) -> None:
                 "k": k,
                 "hyperparameters": asdict(hp),
                 "loss_per_epoch": losses,
+                "runs": named_runs(heads.runs, groups),
                 "train": pair_metrics(heads, *train_t, groups),
                 "test": pair_metrics(heads, *test_t, groups),
             }
@@ -116,6 +147,7 @@ def train(cfg: Config, seed: int, proportion: float, p: dict) -> None:
             metrics=all_metrics,
             n_train_pairs=len(train_pairs),
             n_test_pairs=len(test_pairs),
+            n_dropped_long_pairs=n_long,
             n_unique_texts=len(features),
             featurise_s=round(featurise_s, 2),
             heads_s=round(time.perf_counter() - start, 2),  # every head of every method, with metrics
@@ -124,12 +156,21 @@ def train(cfg: Config, seed: int, proportion: float, p: dict) -> None:
 
 
 def train_end_to_end_all(
-    cfg: Config, seed: int, proportion: float, p: dict, pairs: pd.DataFrame, groups: list[str]
+    cfg: Config, seed: int, proportion: float, p: dict, pairs: pd.DataFrame, groups: list[str], chat=None
 ) -> None:
     """Every method end to end through TRL's RewardTrainer; metrics on the trained model's rewards."""
-    from ..reward_trainer import pair_texts, train_end_to_end
+    from transformers import AutoTokenizer
+
+    from ..hub import resolve_model
+    from ..reward_trainer import train_end_to_end
 
     rm, out, device = cfg.reward_model, rm_dir(cfg.run_path, seed, proportion), pick_device(cfg)
+    if rm.drop_long_pairs:
+        pairs, n_long = without_long_pairs(
+            pairs, prepare_tokenizer(AutoTokenizer.from_pretrained(resolve_model(rm.backbone))), cfg, chat
+        )
+    else:
+        n_long = 0
     train_pairs, test_pairs = split_pairs(pairs, rm.test_fraction, seed)
     all_metrics = {}
     inputs = {"preferences": preferences_dir(cfg.run_path, seed, proportion) / "preferences.parquet"}
@@ -138,7 +179,7 @@ def train_end_to_end_all(
             method, k = split_method(name)
             hp = getattr(rm, method)
             model, tokenizer, log = train_end_to_end(
-                method, k, len(groups), train_pairs, rm, hp, seed, stage["path"] / ".trainer", device
+                method, k, len(groups), train_pairs, rm, hp, seed, stage["path"] / ".trainer", device, chat
             )
             metrics = {
                 "method": method,
@@ -147,11 +188,13 @@ def train_end_to_end_all(
                 "hyperparameters": asdict(hp),
                 "loss_per_step": [row["loss"] for row in log if "loss" in row],
                 "n_backbones": len(model.backbones),
+                "runs": named_runs(model.runs, groups),
                 "train_runtime_s": next((row["train_runtime"] for row in log if "train_runtime" in row), None),
             }
             for split, part in (("train", train_pairs), ("test", test_pairs)):
                 chosen, rejected = (
-                    text_rewards(model, tokenizer, t, rm, device) for t in pair_texts(part, rm.text_format)
+                    text_rewards(model, tokenizer, t, rm, device)
+                    for t in pair_texts(part, rm.text_format, rm.text, chat)
                 )
                 ids = torch.tensor(part["group_id"].tolist(), dtype=torch.long)
                 metrics[split] = reward_pair_metrics(chosen.cpu(), rejected.cpu(), ids, groups)
@@ -163,7 +206,11 @@ def train_end_to_end_all(
             del model  # one end-to-end model in memory at a time
         shutil.rmtree(stage["path"] / ".trainer", ignore_errors=True)
         stage["extra"].update(
-            metrics=all_metrics, n_train_pairs=len(train_pairs), n_test_pairs=len(test_pairs), freeze_backbone=False
+            metrics=all_metrics,
+            n_train_pairs=len(train_pairs),
+            n_test_pairs=len(test_pairs),
+            n_dropped_long_pairs=n_long,
+            freeze_backbone=False,
         )
 
 

@@ -48,9 +48,29 @@ def sft_dataset(examples):
     )
 
 
+def sft_arguments(cfg: Config, device: str, output_dir, n_examples: int, **changes):
+    """TRL's SFTConfig for this profile (what the stage and `sharedrep bench`'s sft_step train with);
+    `changes` override single fields."""
+    from trl import SFTConfig
+
+    fields = dict(
+        learning_rate=cfg.sft.learning_rate,
+        num_train_epochs=cfg.sft.num_train_epochs,
+        max_steps=cfg.sft.max_steps,
+        per_device_train_batch_size=cfg.sft.per_device_train_batch_size,
+        gradient_accumulation_steps=cfg.sft.gradient_accumulation_steps,
+        max_length=cfg.sft.max_length,
+        completion_only_loss=True,
+        logging_steps=logging_steps(n_examples, cfg),
+        model_init_kwargs={"trust_remote_code": cfg.policy.trust_remote_code},
+    )
+    common = {**trainer_arguments(device, cfg.seed, output_dir, cfg.sft.trainer_kwargs), **changes}
+    return SFTConfig(**common, **{k: v for k, v in fields.items() if k not in changes})
+
+
 @locked("01_sft", lambda cfg: sft_dir(cfg.run_path))
 def main(cfg: Config) -> dict:
-    from trl import SFTConfig, SFTTrainer
+    from trl import SFTTrainer
 
     out, p = sft_dir(cfg.run_path), params(cfg)
     if is_done(out, p):
@@ -68,22 +88,14 @@ def main(cfg: Config) -> dict:
             distributed.wait()
             model_path = str(stage["shared"] / "init")
         tokenizer = load_tokenizer(model_path, cfg.policy)
-        args = SFTConfig(
-            **trainer_arguments(device, cfg.seed, stage["path"] / "trainer", cfg.sft.trainer_kwargs),
-            learning_rate=cfg.sft.learning_rate,
-            num_train_epochs=cfg.sft.num_train_epochs,
-            max_steps=cfg.sft.max_steps,
-            per_device_train_batch_size=cfg.sft.per_device_train_batch_size,
-            gradient_accumulation_steps=cfg.sft.gradient_accumulation_steps,
-            max_length=cfg.sft.max_length,
-            completion_only_loss=True,
-            logging_steps=logging_steps(len(examples), cfg),
-            model_init_kwargs={"trust_remote_code": cfg.policy.trust_remote_code},
-        )
+        args = sft_arguments(cfg, device, stage["path"] / "trainer", len(examples))
         trainer = SFTTrainer(
             model=model_path, args=args, train_dataset=sft_dataset(examples), processing_class=tokenizer
         )
         result = trainer.train()
+        # TinyLlama-Chat's generation_config carries max_length 2048: GRPO, which loads this checkpoint, would
+        # log "both max_new_tokens and max_length set" at every step (10K lines per policy at paper scale)
+        trainer.model.generation_config.max_length = None
         trainer.save_model(str(stage["path"] / "model"))
         # Trainer pickles its arguments there; the manifest holds them, and a run keeps no pickles
         (stage["path"] / "model" / "training_args.bin").unlink(missing_ok=True)
