@@ -252,3 +252,21 @@ def test_pair_samples_with_few_rows(n):
         | {"chosen_score": [1.0] * n, "rejected_score": [0.0] * n}
     )
     assert len(report.pair_samples(pairs)) == n
+
+
+def test_margin_table_gives_mean_margin_and_pairs_per_reward_model_split_and_group():
+    metrics = {
+        "maxmin": {
+            "train": {"minority": {"n": 4, "accuracy": 0.75, "mean_margin": 0.5}},
+            "test": {"minority": {"n": 2, "accuracy": 0.5, "mean_margin": -0.25}},
+        },
+        "uniform": {
+            "train": {"minority": {"n": 4, "accuracy": 1.0, "mean_margin": 1.0}},
+            "test": {"minority": {"n": 2, "accuracy": 1.0, "mean_margin": 0.125}},
+        },
+    }
+    table = report.margin_table(report.metrics_table(metrics))
+    assert table.loc["maxmin", ("mean margin", "test", "minority")] == -0.25
+    assert table.loc["uniform", ("mean margin", "train", "minority")] == 1.0
+    assert table.loc["maxmin", ("pairs", "train", "minority")] == 4
+    assert list(table["mean margin"].columns.get_level_values(0)) == ["test", "train"]  # held-out first
