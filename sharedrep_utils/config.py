@@ -377,19 +377,6 @@ def flatten(cfg: Any) -> dict[str, Any]:
     return out
 
 
-def get_dotted(cfg: Any, key: str) -> Any:
-    """The value of a dotted key ("reward_model.maxmin.train_passes", "grpo.trainer_kwargs.use_vllm")."""
-    value: Any = cfg
-    for part in key.split("."):
-        if dataclasses.is_dataclass(value) and part in {f.name for f in dataclasses.fields(value)}:
-            value = getattr(value, part)
-        elif isinstance(value, dict) and part in value:
-            value = value[part]
-        else:
-            raise KeyError(f"{key!r} is not a setting: {part!r} is not there.")
-    return value
-
-
 def config_diff(a: str | Config, b: str | Config) -> list[tuple[str, Any, Any]]:
     """(dotted key, value in a, value in b) for every setting that differs between two profiles (names, YAML
     paths or Configs), in key order; `ABSENT` where only one side has the key. The profile's name is left out."""
