@@ -15,7 +15,7 @@ export TOKENIZERS_PARALLELISM ?= false
 
 RUN_DIR ?= runs/smoke
 
-.PHONY: env demo test lint lab clean-runs paper-dryrun
+.PHONY: env demo small test lint lab clean-runs paper-dryrun
 
 env: $(VENV)/.installed
 
@@ -28,6 +28,10 @@ $(VENV)/.installed: pyproject.toml
 
 demo: env
 	$(PY) -m sharedrep_utils run --profile smoke --seeds 42 --proportions 0.1 --ks 2 16 --run-dir $(RUN_DIR)
+
+# The experiment on a CPU: 3 seeds x 3 minority proportions x K 2, 16, every method (about 45 minutes on 2 cores)
+small: env
+	$(PY) -m sharedrep_utils run --profile small --run-dir runs/small
 
 # The paper profile end to end on locally built same-class stand-ins of its hub models (offline, CPU, minutes);
 # the overrides it makes (model ids, sizes, counts) are printed first (sharedrep_utils/standins.py)
@@ -48,4 +52,4 @@ lab: env
 	$(VENV)/bin/jupyter lab $(LAB_ROOT) notebooks/
 
 clean-runs:
-	rm -rf runs/smoke
+	rm -rf runs/smoke runs/small

@@ -23,7 +23,7 @@ from .methods import METHODS, check_policy, policy_names
 
 PROFILE_DIR = Path(__file__).parent / "profiles"
 # gold scorer kinds; gold.SCORERS has one builder for each (a test checks they agree)
-TRAIT_KINDS = ("sequence_classifier", "embedding_relevance", "non_offensive", "sentiment")
+TRAIT_KINDS = ("sequence_classifier", "embedding_relevance", "non_offensive", "sentiment", "neutral_tone")
 HH_DIR_ENV = "SHAREDREP_HH_DIR"
 
 
@@ -479,8 +479,9 @@ GRPO_LOSS_TYPES = ("grpo", "bnpo", "dr_grpo", "dapo", "cispo", "sapo", "luspo", 
 TEXT_FIELDS = ("dialogue", "prompt", "response")
 
 
-def check_text_format(template: str, name: str) -> None:
-    """A scorer's text template: only {dialogue}, {prompt}, {response}; the response and a prompt must appear."""
+def check_text_format(template: str, name: str, prompt_required: bool = True) -> None:
+    """A scorer's text template: only {dialogue}, {prompt}, {response}; the response must appear, and a prompt
+    too unless `prompt_required` is false (a learned reward model may read the response alone)."""
     import string
 
     try:
@@ -491,7 +492,9 @@ def check_text_format(template: str, name: str) -> None:
     if unknown:
         allowed = ", ".join(f"{{{f}}}" for f in TEXT_FIELDS)
         raise ConfigError(f"{name} uses unknown placeholder {{{unknown[0]}}}; allowed: {allowed}.")
-    if "response" not in fields or not fields & {"dialogue", "prompt"}:
+    if "response" not in fields:
+        raise ConfigError(f"{name} {template!r} must contain {{response}}.")
+    if prompt_required and not fields & {"dialogue", "prompt"}:
         raise ConfigError(f"{name} {template!r} must contain {{response}} and one of {{dialogue}} or {{prompt}}.")
     if sum(1 for _, f, _, _ in string.Formatter().parse(template) if f in ("dialogue", "prompt")) > 1:
         raise ConfigError(f"{name} {template!r} puts the prompt in twice; use {{dialogue}} or {{prompt}} once.")
@@ -606,6 +609,7 @@ def validate(cfg: Config) -> None:
             raise ConfigError(f"Group {group!r} weights sum to {total:g}; they must sum to 1.")
     for name, trait in gold.traits.items():
         check_text_format(trait.text_format, f"gold.traits.{name}.text_format")
+    check_text_format(cfg.reward_model.text_format, "reward_model.text_format", prompt_required=False)
     ev = cfg.evaluation
     if ev.temperature <= 0:
         raise ConfigError(f"evaluation.temperature {ev.temperature} must be positive.")

@@ -2,8 +2,9 @@
 
 Paper profile: the Ray2333 GPT-2-large helpful and harmless reward models, reading each dialogue in
 the HH format they were trained on (with `gold.text: chat`, upstream's decoded chat-template text).
-Smoke profile: real scorers that packages ship with their weights: prompt–response relevance from
-all-MiniLM-L6-v2 and 1 − P(offensive) from alt-profanity-check.
+CPU profiles (smoke, small): scorers that packages ship, none of them the reward models' backbone: 1 − P(offensive)
+from alt-profanity-check and the response's tone from VADER (upbeat: compound sentiment; neutral: 1 − |compound|).
+Prompt–response relevance in a sentence-embedding space (`embedding_relevance`) is a kind a profile can choose.
 """
 
 from __future__ import annotations
@@ -103,11 +104,23 @@ def _sentiment(trait: TraitConfig, device: str) -> Scorer:
     return score
 
 
+def _neutral_tone(trait: TraitConfig, device: str) -> Scorer:
+    """1 − |VADER compound| of the response, in [0, 1]: highest for a matter-of-fact tone, neither upbeat
+    nor gloomy (the CPU profiles' minority prefers it where the majority prefers an upbeat one)."""
+    sentiment = _sentiment(trait, device)
+
+    def score(prompts: list[str], responses: list[str]) -> np.ndarray:
+        return 1.0 - np.abs(sentiment(prompts, responses))
+
+    return score
+
+
 SCORERS: dict[str, Callable[[TraitConfig, str], Scorer]] = {  # one per config.TRAIT_KINDS
     "sequence_classifier": _sequence_classifier,
     "embedding_relevance": _embedding_relevance,
     "non_offensive": _non_offensive,
     "sentiment": _sentiment,
+    "neutral_tone": _neutral_tone,
 }
 
 

@@ -132,11 +132,31 @@ def gold_score_figure(summary: pd.DataFrame, out_dir: Path, caption: str) -> lis
         "mean_gold_score",
         "ci_low_gold_score",
         "ci_high_gold_score",
-        "mean gold group score (gold RM units)",
+        "mean gold group score (gold scorer units)",
         caption + f" Error bars: {interval_text(summary)} (SEM over prompts where no interval).",
         out_dir,
         "gold_score_vs_proportion",
         fallback="sem_gold_score",
+    )
+
+
+def seed_gold_score_figure(summary: pd.DataFrame, out_dir: Path, caption: str) -> list[Path]:
+    """As `gold_score_figure`, with seed-level error bars: ± the standard error of the per-seed means (the
+    main uncertainty with two or more seeds; the SFT policy, trained once, has none)."""
+    seeds = int(summary["n_seeds"].max()) if "n_seeds" in summary and len(summary) else 0
+    data = summary.assign(
+        seed_low=summary["mean_gold_score"] - summary["seed_sem_gold_score"],
+        seed_high=summary["mean_gold_score"] + summary["seed_sem_gold_score"],
+    )
+    return _per_group_lines(
+        data,
+        "mean_gold_score",
+        "seed_low",
+        "seed_high",
+        "mean gold group score (gold scorer units)",
+        caption + f" Error bars: ± SEM of the {seeds} per-seed means (none for SFT, trained once).",
+        out_dir,
+        "gold_score_vs_proportion_seeds",
     )
 
 
@@ -167,7 +187,7 @@ def k_ablation_figure(summary: pd.DataFrame, out_dir: Path, caption: str) -> lis
     ks = sorted(int(k) for k in shared["k"].unique())
     fig, axes = plt.subplots(2, len(groups), figsize=(5 * len(groups), 7), squeeze=False)
     metrics = [
-        ("mean_gold_score", "ci_low_gold_score", "ci_high_gold_score", "mean gold group score (gold RM units)"),
+        ("mean_gold_score", "ci_low_gold_score", "ci_high_gold_score", "mean gold group score (gold scorer units)"),
         ("win_rate_vs_gold", "win_rate_ci_low", "win_rate_ci_high", "win rate vs gold policy\n(share of prompts)"),
     ]
     for row, (y, low, high, ylabel) in enumerate(metrics):
@@ -295,7 +315,7 @@ def score_distribution_figure(scores: pd.DataFrame, out_dir: Path, caption: str)
                 ax=ax,
                 legend="auto" if row == 0 and col == len(groups) - 1 else False,
             )
-            ax.set_xlabel(f"{group} gold group score (gold RM units)")
+            ax.set_xlabel(f"{group} gold group score (gold scorer units)")
             ax.set_ylabel("share of prompts with score ≤ x")
             ax.set_title(f"{group} group, p = {prop:g}" if pd.notna(prop) else f"{group} group")
             ax.grid(alpha=0.3)

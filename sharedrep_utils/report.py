@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from .config import Config
-from .stats import sem
+from .stats import Options, accuracy_interval, gain_row, paired_rewards, sem
 
 GRPO_CURVES = ("reward", "kl", "completions/mean_length")
 
@@ -50,6 +50,18 @@ def training_curves(history: list[dict], metrics: tuple[str, ...] = GRPO_CURVES)
     present = [m for m in metrics if m in frame and frame[m].notna().any()]
     long = frame.melt(id_vars="step", value_vars=present, var_name="metric", value_name="value")
     return long.dropna(subset=["value"]).reset_index(drop=True)
+
+
+def reward_climb(history: list[dict]) -> pd.DataFrame:
+    """Mean logged training reward over the first and the last quarter of the logged steps, and the change."""
+    frame = log_frame(history)
+    if "reward" not in frame or frame["reward"].notna().sum() < 2:
+        return pd.DataFrame(columns=["first quarter", "last quarter", "change", "logged steps"])
+    reward = frame["reward"].dropna().to_numpy(dtype=float)
+    quarter = max(1, len(reward) // 4)
+    first, last = reward[:quarter].mean(), reward[-quarter:].mean()
+    row = {"first quarter": first, "last quarter": last, "change": last - first, "logged steps": len(reward)}
+    return pd.DataFrame([row], index=["training reward"])
 
 
 def sft_samples(cfg: Config, n: int = 3, max_new_tokens: int = 64) -> pd.DataFrame:
@@ -148,6 +160,7 @@ def metrics_table(metrics: dict) -> pd.DataFrame:
 def margin_table(metrics: pd.DataFrame) -> pd.DataFrame:
     """Mean reward margin (chosen − rejected, own group's reward) per reward model and (split, group),
     with the number of pairs behind each cell."""
+
     def wide(value: str) -> pd.DataFrame:
         table = metrics.pivot_table(index="policy", columns=["split", "group"], values=value, sort=False)
         return table.reindex(columns=["test", "train"], level=0)
@@ -161,10 +174,14 @@ def accuracy_table(metrics: pd.DataFrame) -> pd.DataFrame:
     return wide.reindex(columns=["test", "train"], level=0).round(3)
 
 
-def group_accuracy(metrics: pd.DataFrame, split: str = "test") -> pd.DataFrame:
-    """Per-group (not overall) accuracy of each reward model on one split: policy, group, n, accuracy."""
+def group_accuracy(metrics: pd.DataFrame, split: str = "test", confidence: float = 0.95) -> pd.DataFrame:
+    """Per-group (not overall) accuracy of each reward model on one split: policy, group, n, accuracy and
+    its Wilson interval (few minority pairs give a wide one)."""
     rows = metrics[(metrics["split"] == split) & (metrics["group"] != "overall")]
-    return rows[["policy", "group", "n", "accuracy"]].reset_index(drop=True)
+    out = rows[["policy", "group", "n", "accuracy"]].reset_index(drop=True)
+    intervals = [accuracy_interval(a, int(n), confidence) for a, n in zip(out["accuracy"], out["n"])]
+    out["ci_low"], out["ci_high"] = [i[0] for i in intervals], [i[1] for i in intervals]
+    return out
 
 
 # 05 · Evaluation
@@ -181,6 +198,26 @@ def group_means(table: pd.DataFrame) -> pd.DataFrame:
         },
         index=columns,
     )
+
+
+def reward_before_after(
+    table: pd.DataFrame, sft: pd.DataFrame | None, groups: list[str], options: Options | None = None
+) -> pd.DataFrame:
+    """Did RL climb? On the same held-out prompts: the SFT policy's and this policy's mean of the reward it
+    was trained on (`training`, both completions scored by this policy's reward) and of the gold min over
+    groups, the mean paired gain with its bootstrap interval, and n."""
+    pairs = paired_rewards(table, sft, groups)
+    rows = {reward: gain_row(pair, options or Options(), reward) for reward, pair in pairs.items()}
+    columns = ["mean_sft", "mean_policy", "mean_gain_vs_sft", "ci_low", "ci_high", "n"]
+    return pd.DataFrame.from_dict(rows, orient="index", columns=columns).rename_axis("reward")
+
+
+def sft_evaluation(cfg: Config) -> pd.DataFrame | None:
+    """The SFT policy's evaluation table (eval/sft.parquet), or None when it has not been run."""
+    from .runs import eval_file
+
+    path = eval_file(cfg.run_path, "sft")
+    return pd.read_parquet(path) if path.is_file() else None
 
 
 def completion_samples(table: pd.DataFrame, n: int = 5) -> pd.DataFrame:
@@ -251,5 +288,28 @@ def results_overview(summary: pd.DataFrame) -> pd.DataFrame:
                 f"{h:.2f} / {lo:.2f}" if pd.notna(h) else "—"
                 for h, lo in zip(column("win_rate_vs_gold_ties_half"), column("win_rate_vs_gold_ties_lose"))
             ],
+        }
+    )
+
+
+def gain_overview(gain: pd.DataFrame) -> pd.DataFrame:
+    """reward_gain.csv as a person reads it: policy, p, seed, reward, SFT → policy means, gain [CI], n, and
+    whether the whole interval is above zero."""
+    from .methods import method_label
+
+    k = gain["k"].astype("Int64") if len(gain) else gain["k"]
+    return pd.DataFrame(
+        {
+            "policy": [method_label(m, None if pd.isna(kk) else int(kk)) for m, kk in zip(gain["method"], k)],
+            "p": gain["proportion"],
+            "seed": gain["seed"],
+            "reward": gain["reward"],
+            "SFT → policy": [f"{a:.3f} → {b:.3f}" for a, b in zip(gain["mean_sft"], gain["mean_policy"])],
+            "gain [CI]": [
+                f"{m:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+                for m, lo, hi in zip(gain["mean_gain_vs_sft"], gain["ci_low"], gain["ci_high"])
+            ],
+            "n": gain["n"],
+            "climbed": gain["ci_low"] > 0,
         }
     )

@@ -1,6 +1,7 @@
 """Evaluation statistics: per-group mean with its spread across seeds and a bootstrap interval over
 prompts, win rates against the gold policy (both tie rules), head-to-head win rates between two
-methods, pooled over seeds and per seed.
+methods, pooled over seeds and per seed; the paired gain of each GRPO policy over the SFT policy (did
+RL climb its reward?), and the interval of a reward model's pairwise accuracy.
 
 Inputs are the per-policy evaluation tables (`eval/<policy-id>.parquet`) with a `group_<name>`
 column per group, `prompt_id` and `completion`; prompts are matched across policies by id, never by
@@ -408,3 +409,84 @@ def head_to_head(
     frame = pd.DataFrame(rows, columns=HEAD_TO_HEAD_COLUMNS)
     frame["k"] = frame["k"].astype("Int64")
     return frame
+
+
+REWARD_GAIN_COLUMNS = [
+    "method",
+    "k",
+    "seed",
+    "proportion",
+    "reward",
+    "mean_gain_vs_sft",
+    "ci_low",
+    "ci_high",
+    "n",
+    "mean_sft",
+    "mean_policy",
+]
+
+
+def gold_min(table: pd.DataFrame, groups: list[str]) -> pd.Series:
+    """Min over groups of the gold group scores, per prompt id (the gold policy's training reward)."""
+    values = table[[f"group_{g}" for g in groups]].min(axis=1)
+    return pd.Series(values.to_numpy(dtype=float), index=table["prompt_id"].to_numpy())
+
+
+def paired_rewards(table: pd.DataFrame, sft: pd.DataFrame | None, groups: list[str]) -> dict[str, pd.DataFrame]:
+    """Per reward (`training`, `gold_min`), the SFT policy's (`sft`) and this policy's (`policy`) value on each
+    prompt id both were scored on: the training reward (both completions scored by this policy's own
+    reward: `sft_training_reward` / `training_reward`) and the gold min over groups."""
+    out = {}
+    ids = table["prompt_id"].to_numpy()
+    if {"training_reward", "sft_training_reward"} <= set(table.columns):
+        frame = pd.DataFrame(
+            {"sft": table["sft_training_reward"].to_numpy(float), "policy": table["training_reward"].to_numpy(float)},
+            index=ids,
+        )
+        out["training"] = frame.dropna()
+    if sft is not None:
+        ours = gold_min(table, groups)
+        out["gold_min"] = pd.DataFrame({"sft": gold_min(sft, groups).reindex(ours.index), "policy": ours}).dropna()
+    return out
+
+
+def gain_row(pair: pd.DataFrame, options: Options, *key) -> dict:
+    """Mean paired gain (policy − SFT) with its percentile bootstrap interval over prompts, n and both means."""
+    gain = (pair["policy"] - pair["sft"]).to_numpy(dtype=float)
+    low, high = bootstrap_ci([gain], options.n_bootstrap, options.confidence, _rng_seed(options, "gain", *key))
+    return {
+        "mean_gain_vs_sft": _mean(gain),
+        "ci_low": low,
+        "ci_high": high,
+        "n": len(gain),
+        "mean_sft": _mean(pair["sft"].to_numpy()),
+        "mean_policy": _mean(pair["policy"].to_numpy()),
+    }
+
+
+def reward_gain(evals: Evals, groups: list[str], options: Options = Options()) -> pd.DataFrame:
+    """Did RL climb? One row per GRPO policy × seed × proportion × reward (`paired_rewards`): the mean paired
+    gain over the SFT policy on the same held-out prompts, its interval and n (`gain_row`). A policy whose
+    evaluation lacks the SFT policy's (or the training-reward columns) has no row for that reward."""
+    sft = next((t for (_, _, m), t in evals.items() if m == "sft"), None)
+    rows = []
+    for (seed, prop, method), table in sorted(evals.items(), key=lambda kv: (str(kv[0][0]), str(kv[0][1]), kv[0][2])):
+        if method == "sft":
+            continue
+        name, k = split_method(method)
+        for reward, pair in paired_rewards(table, sft, groups).items():
+            cell = {"method": name, "k": k, "seed": seed, "proportion": prop, "reward": reward}
+            rows.append(cell | gain_row(pair, options, method, seed, prop, reward))
+    frame = pd.DataFrame(rows, columns=REWARD_GAIN_COLUMNS)
+    frame["k"] = frame["k"].astype("Int64")
+    return frame
+
+
+def accuracy_interval(accuracy: float, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a pairwise accuracy measured on n pairs (NaN without pairs)."""
+    from scipy.stats import binomtest
+
+    if not n or accuracy is None or np.isnan(accuracy):
+        return float("nan"), float("nan")
+    interval = binomtest(round(accuracy * n), n).proportion_ci(confidence, method="wilson")
+    return float(interval.low), float(interval.high)

@@ -194,6 +194,7 @@ def test_naive_features_pad_to_the_context_and_equal_ours(tmp_path):
 def test_naive_min_over_groups_runs_the_backbone_once_per_head_for_the_same_rewards(tmp_path):
     from sharedrep_utils.bench.entries import random_heads_reward
     from sharedrep_utils.config import load_config
+    from sharedrep_utils.hh_data import format_scored_text
 
     backbone = tiny_backbones.build("bert", tmp_path / "bert")
     cfg = load_config("smoke", {"reward_model.backbone": str(backbone), "reward_model.max_length": 32})
@@ -202,7 +203,7 @@ def test_naive_min_over_groups_runs_the_backbone_once_per_head_for_the_same_rewa
     prompts = ["\n\nHuman: how do I boil an egg?", "\n\nHuman: what is the capital of France?"]
     responses = ["nine minutes in boiling water", "Paris"]
     ours = reward.rewards(prompts, responses)
-    texts = [f"{p}\n\nAssistant: {r}" for p, r in zip(prompts, responses)]
+    texts = [format_scored_text(cfg.reward_model.text_format, p, r) for p, r in zip(prompts, responses)]
     before = extractor.calls
     slow = naive.naive_min_over_groups(heads, extractor, texts, 2)
     assert extractor.calls - before == 2  # one backbone pass per group head, one batch each
@@ -300,9 +301,6 @@ def tiny_overrides(tmp_path: Path) -> list[str]:
         "reward_model.maxmin.num_epochs=2",
         "reward_model.sharedrep.num_epochs=2",
         "reward_model.uniform.num_epochs=2",
-        f"gold.traits.helpful.model={backbone}",
-        "gold.traits.helpful.max_length=48",
-        "gold.traits.helpful.batch_size=8",
         "policy.tiny.hidden_size=16",
         "policy.tiny.intermediate_size=32",
         "policy.tiny.num_hidden_layers=1",

@@ -13,7 +13,7 @@ from sharedrep_utils.cli import main
         (["--ks", "0"], "K=0"),
         (["--methods", "maxmin", "dpo"], "'dpo'"),
         (["--set", "grpo.betta=0.1"], "did you mean 'grpo.beta'"),
-        (["--set", "gold.groups.majority.harmless=0.9"], "sum to 1.2"),
+        (["--set", "gold.groups.majority.harmless=0.9"], "sum to 1.6"),
         (["--set", "data.hh_dir=/no/such/dir"], "/no/such/dir"),
         (["--set", "sft.learning_rate=fast"], "sft.learning_rate must be a number"),
         (["--set", "novalue"], "key.sub=value"),

@@ -18,9 +18,9 @@ def no_hh_dir_env(monkeypatch):
     monkeypatch.delenv(HH_DIR_ENV, raising=False)
 
 
-def test_both_profiles_are_shipped_and_load():
-    assert {"smoke", "paper"} <= set(available_profiles())
-    for name in ("smoke", "paper"):
+def test_the_profiles_are_shipped_and_load():
+    assert {"smoke", "small", "paper", "paper-upstream"} <= set(available_profiles())
+    for name in ("smoke", "small", "paper", "paper-upstream"):
         cfg = load_config(name)
         assert isinstance(cfg, Config)
         assert cfg.profile == name
@@ -30,13 +30,31 @@ def test_both_profiles_are_shipped_and_load():
             assert abs(sum(weights.values()) - 1) < 1e-9
 
 
-def test_smoke_profile_is_offline():
-    cfg = load_config("smoke")
+LEXICAL_KINDS = {"non_offensive", "sentiment", "neutral_tone"}  # scorers that load no model
+
+
+@pytest.mark.parametrize("profile", ["smoke", "small"])
+def test_cpu_profiles_are_offline_and_their_reward_model_reads_no_gold_network(profile):
+    cfg = load_config(profile)
     assert cfg.device == "cpu"
     assert cfg.policy.model.startswith("build:")
     assert cfg.reward_model.backbone.startswith("pkg:")
-    assert all(t.model.startswith("pkg:") for t in cfg.gold.traits.values())
+    for trait in cfg.gold.traits.values():
+        assert trait.kind in LEXICAL_KINDS or trait.model.startswith("pkg:")
+    # issue 14 item 6: the learned reward is not read off a gold scorer's own features
+    assert cfg.reward_model.backbone not in {t.model for t in cfg.gold.traits.values()}
+    assert all(t.kind in LEXICAL_KINDS for t in cfg.gold.traits.values())
     assert cfg.data.allow_fixture
+
+
+def test_small_profile_holds_enough_held_out_pairs_to_judge_the_reward_models():
+    """At the largest minority proportion the majority still has >= 300 held-out pairs (issue 14 item 2), and the
+    profile sweeps 3 seeds x 3 proportions x K in {2, 16} with every method."""
+    cfg = load_config("small")
+    test_pairs = cfg.data.n_preference_prompts * cfg.reward_model.test_fraction
+    assert test_pairs * (1 - max(cfg.sweep.proportions)) >= 300
+    assert len(cfg.sweep.seeds) == 3 and len(cfg.sweep.proportions) == 3 and cfg.reward_model.ks == [2, 16]
+    assert cfg.policy_methods() == ["maxmin", "sharedrep-k2", "sharedrep-k16", "uniform"]
 
 
 def test_paper_profile_names_the_upstream_models_and_data():
@@ -63,7 +81,7 @@ def test_dotted_overrides_apply_with_types():
             "reward_model.ks": 4,  # a scalar for a list field becomes a one-item list
             "reward_model.sharedrep.learning_rate": "1e-3",
             "gold.groups.majority.harmless": 0.5,
-            "gold.groups.majority.helpful": 0.5,
+            "gold.groups.majority.upbeat": 0.5,
             "run_dir": "/tmp/somewhere",
         },
     )
@@ -72,7 +90,7 @@ def test_dotted_overrides_apply_with_types():
     assert cfg.sweep.proportions == [0.2, 0.3]
     assert cfg.reward_model.ks == [4]
     assert cfg.reward_model.sharedrep.learning_rate == pytest.approx(1e-3)
-    assert cfg.gold.groups["majority"] == {"helpful": 0.5, "harmless": 0.5}
+    assert cfg.gold.groups["majority"] == {"upbeat": 0.5, "harmless": 0.5}
     assert str(cfg.run_path) == "/tmp/somewhere"
     # untouched values keep the profile's
     assert cfg.grpo.num_generations == load_config("smoke").grpo.num_generations
@@ -91,9 +109,9 @@ def test_a_three_group_configuration_is_accepted():
         "smoke",
         {
             "gold.groups": {
-                "minority": {"helpful": 1.0},
-                "mid": {"helpful": 0.5, "harmless": 0.5},
-                "majority": {"harmless": 1.0},
+                "minority": {"neutral": 1.0},
+                "mid": {"neutral": 0.5, "harmless": 0.5},
+                "majority": {"upbeat": 1.0},
             }
         },
     )
@@ -132,13 +150,13 @@ def test_unknown_key_suggests_the_nearest_name(key, suggestion):
         ({"reward_model.methods": ["maxmin", "dpo"]}, "'dpo'"),
         ({"reward_model.pooling": "max"}, "'max'"),
         ({"device": "tpu"}, "'tpu'"),
-        ({"gold.groups.minority": {"helpful": 1.2, "harmless": -0.2}}, "-0.2"),
-        ({"gold.groups.majority.harmless": 0.9}, "sum to 1.2"),
-        ({"gold.groups.minority.helpful": 0.5}, "sum to 0.5"),
+        ({"gold.groups.minority": {"neutral": 1.2, "harmless": -0.2}}, "-0.2"),
+        ({"gold.groups.majority.harmless": 0.9}, "sum to 1.6"),
+        ({"gold.groups.minority.neutral": 0.2}, "sum to 0.5"),
         ({"gold.groups.minority.kindness": 0.0}, "'kindness'"),
         ({"gold.minority_group": "nobody"}, "'nobody'"),
         ({"gold.groups": {"minority": {"helpful": 1.0}}}, "at least 2"),
-        ({"gold.traits.helpful.kind": "magic"}, "'magic'"),
+        ({"gold.traits.harmless.kind": "magic"}, "'magic'"),
         ({"sft.learning_rate": "fast"}, "'fast'"),
         ({"seed": 1.5}, "1.5"),
         ({"data.allow_hub": "yes"}, "'yes'"),

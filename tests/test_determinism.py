@@ -47,7 +47,7 @@ def fake_run(run_dir, n=80, seed=0):
             "response_1": [" ".join(rng.choice(WORDS, 6)) + f" ({i}b)" for i in range(n)],
         }
     )
-    for trait in ("helpful", "harmless"):
+    for trait in load_config("smoke").gold.traits:
         for i in (0, 1):
             table[f"{trait}_{i}"] = rng.random(n)
     with stage_output(responses_dir(run_dir), "responses", {"fake": True}) as out:

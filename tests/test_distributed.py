@@ -207,7 +207,9 @@ def test_evaluate_stage_through_accelerate_launch_matches_one_process(tmp_path):
     assert sharded["prompt_id"].is_unique
     assert list(sharded["prompt_id"]) == list(local["prompt_id"])  # prompt order kept, nothing dropped
     assert list(sharded["completion"]) == list(local["completion"])
-    pd.testing.assert_series_equal(sharded["trait_helpful"], local["trait_helpful"], atol=1e-5, check_exact=False)
+    traits = [c for c in local.columns if c.startswith(("trait_", "group_"))]
+    assert len(traits) >= 4
+    pd.testing.assert_frame_equal(sharded[traits], local[traits], atol=1e-5, check_exact=False)
     manifest = runs.read_manifest(two.run_path / "eval" / "sft.parquet")
     assert manifest["num_processes"] == 2
     assert "num_processes" not in runs.read_manifest(one.run_path / "eval" / "sft.parquet")

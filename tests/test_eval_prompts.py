@@ -10,6 +10,7 @@ from sharedrep_utils.config import ConfigError, load_config
 from sharedrep_utils.hh_data import Example, HHData, take_counted
 from sharedrep_utils.runs import eval_file, policy_dir, policy_id, read_manifest, sft_dir, stage_output
 from sharedrep_utils.stages import evaluate
+from sharedrep_utils.stats import paired_rewards
 
 HELD_OUT = [Example(f"id{i:02d}", f"\n\nHuman: question {i}?", "c", "r") for i in range(12)]
 
@@ -45,6 +46,12 @@ def test_a_seeded_draw_repeats_and_differs_by_seed():
     assert first == [HELD_OUT[i] for i in np.random.default_rng(42).permutation(12)[:5]]
 
 
+def length_reward(prompts, completions, **kwargs):
+    """A training reward as GRPOTrainer calls it (conversational inputs): the completion's length."""
+    assert prompts[0][0]["role"] == "user" and completions[0][0]["role"] == "assistant"
+    return [float(len(c[0]["content"])) for c in completions]
+
+
 @pytest.fixture
 def stubbed(tmp_path, monkeypatch):
     """05_evaluate with the data, the policy, generation and the gold scorer replaced by stand-ins."""
@@ -64,12 +71,14 @@ def stubbed(tmp_path, monkeypatch):
             return {"minority": traits["helpful"], "majority": 0.5 * traits["helpful"]}
 
     monkeypatch.setattr(evaluate, "load_hh", lambda data, hh_dir: HHData(train=[], test=HELD_OUT, source="stub"))
-    monkeypatch.setattr(evaluate, "load_policy", lambda path, policy, device: ("model", "tokenizer"))
+    # the model directory's parent (sft/, <seed>/gold/policy/, ...) goes into the replies: policies differ
+    monkeypatch.setattr(evaluate, "load_policy", lambda path, policy, device: (path.parent.name, "tokenizer"))
     monkeypatch.setattr(evaluate, "pick_device", lambda cfg: "cpu")
     monkeypatch.setattr(
-        evaluate, "generate", lambda model, tok, prompts, **kw: [[f"reply to {p[-3:]}"] for p in prompts]
+        evaluate, "generate", lambda model, tok, prompts, **kw: [[f"{model} reply to {p[-3:]}"] for p in prompts]
     )
     monkeypatch.setattr(evaluate, "GoldScorer", Scorer)
+    monkeypatch.setattr(evaluate, "reward_function", lambda cfg, seed, prop, method, device, tok=None: length_reward)
 
     def finished_policy(cfg, seed, method):
         target = sft_dir(cfg.run_path) if method == "sft" else policy_dir(cfg.run_path, seed, None, method)
@@ -118,6 +127,26 @@ def test_the_same_prompts_for_every_seed_by_default_and_per_seed_with_the_switch
     manifest = read_manifest(eval_file(per_seed.run_path, policy_id(2, None, "gold")))
     assert manifest["prompts"]["draw_seed"] == 2 and manifest["params"]["evaluation"]["prompts_per_seed"] is True
     assert "SHORTFALL" not in capsys.readouterr().out
+
+
+def test_a_policy_and_the_sft_completions_are_scored_with_the_policys_training_reward(stubbed, capsys):
+    config, finished_policy = stubbed
+    cfg = config(**{"data.n_eval_prompts": 5})
+    finished_policy(cfg, 1, "gold")
+    finished_policy(cfg, None, "sft")
+    alone = evaluate.main(cfg, 1, None, "gold")  # before the SFT policy is evaluated: nothing to compare with
+    assert alone["sft_training_reward"].isna().all() and "run 05_evaluate for sft first" in capsys.readouterr().out
+    sft = evaluate.main(cfg, None, None, "sft")
+    assert "training_reward" not in sft  # the SFT policy was not trained on a reward
+    # the SFT evaluation is part of the policy's parameters: the policy is scored again, now with the comparison
+    table = evaluate.main(cfg, 1, None, "gold").set_index("prompt_id")
+    sft = sft.set_index("prompt_id").loc[table.index]
+    assert (table["completion"] != sft["completion"]).all()
+    assert table["training_reward"].tolist() == [float(len(c)) for c in table["completion"]]
+    assert table["sft_training_reward"].tolist() == [float(len(c)) for c in sft["completion"]]
+    gains = paired_rewards(table.reset_index(), sft.reset_index(), ["minority", "majority"])
+    gain = gains["training"]["policy"] - gains["training"]["sft"]
+    assert (gain == len("policy") - len("sft")).all()  # replies start with the model directory's name
 
 
 def test_the_removed_tie_tolerance_setting_says_what_replaced_it():

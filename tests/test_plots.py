@@ -16,6 +16,7 @@ from sharedrep_utils.stages import results
 
 FIGURES = [
     "gold_score_vs_proportion",
+    "gold_score_vs_proportion_seeds",
     "win_rate_vs_proportion",
     "k_ablation",
     "rm_accuracy_vs_proportion",
@@ -43,6 +44,7 @@ def test_results_from_saved_files_in_seconds(built):
         assert {f"{figure}.png", f"{figure}.pdf"} <= names, figure
         assert (out / f"{figure}.pdf").read_bytes().startswith(b"%PDF")
     expected = ["summary.csv", "summary_by_seed.csv", "head_to_head.csv", "rm_accuracy.csv", "summary.md"]
+    expected += ["reward_gain.csv"]
     expected += [f"table_k{k}.{ext}" for k in (2, 16) for ext in ("md", "tex", "csv")]
     assert set(expected) <= names
     assert read_manifest(out)["files"] == sorted(names - {"manifest.json"})
@@ -111,6 +113,22 @@ def test_rm_accuracy_file_reads_metrics_json(built):
     row = rm[(rm["seed"] == 2) & (rm["proportion"] == 0.3) & (rm["method"] == "maxmin")]
     row = row[(row["split"] == "test") & (row["group"] == "minority")]
     assert row["accuracy"].tolist() == [pytest.approx(0.82)]
+
+
+def test_reward_gain_file_has_a_gold_min_row_per_grpo_policy_and_seed(built):
+    cfg, _, _ = built
+    gain = pd.read_csv(results_dir(cfg.run_path) / "reward_gain.csv")
+    assert len(gain) == len(SEEDS) * (1 + 4 * len(PROPORTIONS))  # gold + 4 learned policies per proportion
+    assert set(gain["reward"]) == {"gold_min"}  # the fake evaluations hold no training-reward columns
+    assert (gain["n"] == N_PROMPTS).all()
+    assert ((gain["ci_low"] <= gain["mean_gain_vs_sft"]) & (gain["mean_gain_vs_sft"] <= gain["ci_high"])).all()
+    assert gain["mean_gain_vs_sft"].tolist() == pytest.approx((gain["mean_policy"] - gain["mean_sft"]).tolist())
+
+
+def test_rm_accuracy_rows_carry_a_wilson_interval(built):
+    cfg, _, _ = built
+    rm = pd.read_csv(results_dir(cfg.run_path) / "rm_accuracy.csv")
+    assert ((rm["ci_low"] < rm["accuracy"]) & (rm["accuracy"] < rm["ci_high"])).all()
 
 
 def test_rerun_is_skipped_and_a_new_tie_rule_rebuilds(built, capsys):

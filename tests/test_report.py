@@ -148,7 +148,8 @@ def test_group_accuracy_one_split_without_overall():
     rows = report.group_accuracy(accuracy_metrics(), "test")
     assert set(rows["group"]) == {"minority", "majority"}
     assert len(rows) == 4 and np.allclose(sorted(rows["accuracy"]), [0.6, 0.6, 0.65, 0.65])
-    assert list(rows.columns) == ["policy", "group", "n", "accuracy"]
+    assert list(rows.columns) == ["policy", "group", "n", "accuracy", "ci_low", "ci_high"]
+    assert (rows["ci_low"] < rows["accuracy"]).all() and (rows["accuracy"] < rows["ci_high"]).all()  # 10 pairs: wide
 
 
 def test_group_means_mean_and_sem():

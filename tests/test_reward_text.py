@@ -10,6 +10,7 @@ import pytest
 import tiny_backbones
 import torch
 
+from sharedrep_utils import rewards
 from sharedrep_utils.config import GoldConfig, RewardModelConfig, TraitConfig
 from sharedrep_utils.gold import GoldMinReward, GoldScorer, scored_texts
 from sharedrep_utils.hh_data import clean_response, plain_prompt, scorer_texts, to_messages
@@ -113,3 +114,27 @@ def test_learned_grpo_reward_equals_the_score_on_the_training_text(models, chat_
     if text == "chat":
         with pytest.raises(ValueError, match="chat text"):
             MinOverGroupsReward(tmp_path / "rm", rm)  # the chat text needs the policy's tokenizer
+
+
+def test_evaluation_calls_a_reward_with_what_the_trainer_hands_it():
+    assert rewards.trainer_inputs(PROMPTS, COMPLETIONS) == messages(PROMPTS, COMPLETIONS)
+
+
+def test_a_response_only_reward_model_reads_the_reply_alone_in_training_and_evaluation(models, tmp_path):
+    """The CPU profiles' reward models read `{response}`: the trainer's reward, the evaluation's training_reward
+    and the features training used all see the cleaned reply, whatever the prompt."""
+    backbone, _ = models
+    rm = RewardModelConfig(
+        backbone=str(backbone), pooling="mean", max_length=64, batch_size=2, text_format="{response}"
+    )
+    torch.manual_seed(0)
+    heads = GroupHeads("maxmin", 16, 2).eval()
+    save_heads(heads, tmp_path / "rm", ["minority", "majority"], rm, {})
+    reward = MinOverGroupsReward(tmp_path / "rm", rm)
+    evaluated = rewards.training_reward(reward, PROMPTS, COMPLETIONS)
+    np.testing.assert_allclose(evaluated, reward(*messages(PROMPTS, COMPLETIONS)), rtol=1e-6)
+    other_prompts = ["\n\nHuman: Something else entirely?"] * len(PROMPTS)
+    np.testing.assert_allclose(rewards.training_reward(reward, other_prompts, COMPLETIONS), evaluated, rtol=1e-6)
+    with torch.no_grad():
+        trained = heads(FeatureExtractor(rm)([clean_response(c) for c in COMPLETIONS])).min(dim=1).values.numpy()
+    np.testing.assert_allclose(evaluated, trained, rtol=1e-5)

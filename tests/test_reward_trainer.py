@@ -182,8 +182,7 @@ def tiny_run(tmp_path, backbone, freeze: bool):
 
 @pytest.mark.parametrize("freeze", [False, True])
 def test_stage_trains_each_method_once_and_grpo_loads_it(backbones, tmp_path, monkeypatch, freeze):
-    from sharedrep_utils import report, reward_trainer
-    from sharedrep_utils.stages import grpo
+    from sharedrep_utils import report, reward_trainer, rewards
     from sharedrep_utils.stages import reward_models as stage
 
     cfg = tiny_run(tmp_path, backbones["gpt2"], freeze)
@@ -218,7 +217,7 @@ def test_stage_trains_each_method_once_and_grpo_loads_it(backbones, tmp_path, mo
     if not freeze:
         assert (out / "maxmin" / "backbone1").is_dir() and (out / "uniform" / "backbone").is_dir()
         assert not (out / ".trainer").exists()
-    reward = grpo.reward_function(cfg, 0, 0.5, "sharedrep-k2", "cpu")
+    reward = rewards.reward_function(cfg, 0, 0.5, "sharedrep-k2", "cpu")
     prompts = [[{"role": "user", "content": "question 1?"}], [{"role": "user", "content": "question 2?"}]]
     completions = [
         [{"role": "assistant", "content": "a kind and helpful answer"}],

@@ -277,9 +277,10 @@ def step_table(name: str, x: dict) -> list[str]:
 def _sizes(name: str, x: dict) -> str:
     s = x["sizes"]
     if name == "gold_scoring":
-        inner = next((v for v in s.values() if isinstance(v, dict)), {})
-        tokens, pad_to = inner.get("real_tokens", "?"), inner.get("naive_pad_to", "?")
-        return f"{s['examples']} examples, {tokens} tokens (pad to {pad_to})"
+        inner = next((v for v in s.values() if isinstance(v, dict)), None)
+        if inner is None:  # no trait reads tokens (a lexicon, a linear classifier): nothing is padded
+            return f"{s['examples']} examples, no padded scorer (the same call both ways)"
+        return f"{s['examples']} examples, {inner['real_tokens']} tokens (pad to {inner['naive_pad_to']})"
     if name == "reward_scoring":
         return f"{s['texts']} texts, {s['real_tokens']} tokens (pad to {s['naive_pad_to']})"
     if name == "reward_training":

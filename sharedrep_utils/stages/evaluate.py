@@ -1,6 +1,11 @@
 """Stage 5 (per policy): completions on held-out HH prompts (greedy by default), gold trait and
 group scores. Output: eval/<policy-id>.parquet (+ .manifest.json).
 
+A GRPO policy's completions are also scored with the reward it was trained on (`training_reward`: the
+same function the trainer called, so the learned min over heads, or the gold min), and so are the SFT
+policy's completions on the same prompts (`sft_training_reward`, when the SFT policy has been evaluated
+first, as the sweep does): the before/after of RL on held-out prompts, per prompt.
+
 Prompts: the first `data.n_eval_prompts` held-out prompts by prompt id, the same for every policy and
 seed; with `evaluation.prompts_per_seed` (the upstream's way), a seed's policies (gold included) take
 the first n after a shuffle seeded by that seed, and the SFT policy (no seed) keeps the fixed prompts,
@@ -12,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
+import numpy as np
 import pandas as pd
 
 from .. import distributed
@@ -22,13 +28,16 @@ from ..hh_data import load_hh, take_counted
 from ..launcher import command_line
 from ..methods import check_policy
 from ..policy import generate, load_policy, pick_device
-from ..runs import eval_file, is_done, locked, policy_dir, policy_id, require
+from ..rewards import reward_function, training_reward
+from ..runs import eval_file, is_done, locked, policy_dir, policy_id, read_manifest, require
 
 
 def params(cfg: Config, seed: int | None, proportion: float | None, method: str) -> dict:
     check_policy(method, ["sft", "gold", *cfg.policy_methods()])
     made_by = "01_sft" if method == "sft" else "04_grpo"
+    sft_eval = None if method == "sft" else read_manifest(output_file(cfg, None, None, "sft"))
     return {
+        "sft_eval": sft_eval["params_hash"] if sft_eval else None,  # scored with this policy's reward
         "policy": require(policy_dir(cfg.run_path, seed, proportion, method), made_by)["params_hash"],
         "evaluation": asdict(cfg.evaluation),
         "n_eval_prompts": cfg.data.n_eval_prompts,
@@ -68,6 +77,25 @@ def normalise(seed: int | None, proportion: float | None, method: str) -> tuple[
 
 def output_file(cfg: Config, seed: int | None, proportion: float | None, method: str):
     return eval_file(cfg.run_path, policy_id(*normalise(seed, proportion, method), method))
+
+
+def sft_training_reward(cfg: Config, reward, table: pd.DataFrame) -> np.ndarray:
+    """`reward` of the SFT policy's completions on this table's prompts (matched by id; NaN where the SFT
+    evaluation lacks the prompt, or all NaN with one line when it has not been run)."""
+    path = output_file(cfg, None, None, "sft")
+    if not path.is_file():
+        print(f"[evaluate] {path} not found: run 05_evaluate for sft first to compare with the SFT policy.")
+        return np.full(len(table), np.nan)
+    sft = pd.read_parquet(path).set_index("prompt_id").reindex(table["prompt_id"])
+    known = sft["completion"].notna().to_numpy()
+    values = np.full(len(table), np.nan)
+    if known.any():
+        values[known] = distributed.map_columns(
+            lambda p, c: {"r": training_reward(reward, p, c)},
+            list(table["prompt"][known]),
+            list(sft["completion"][known]),
+        )["r"]
+    return values
 
 
 @locked("05_evaluate", output_file)
@@ -113,6 +141,13 @@ def main(cfg: Config, seed: int | None, proportion: float | None, method: str) -
         table[f"trait_{name}"] = values
     for name, values in scorer.groups(traits).items():
         table[f"group_{name}"] = values
+    if method != "sft":
+        reward = reward_function(cfg, seed, proportion, method, device, tokenizer)
+        table["training_reward"] = distributed.map_columns(
+            lambda p, c: {"r": training_reward(reward, p, c)}, list(table["prompt"]), list(table["completion"])
+        )["r"]
+        table["sft_training_reward"] = sft_training_reward(cfg, reward, table)
+        del reward
     table["policy_id"], table["method"], table["seed"], table["proportion"] = pid, method, seed, proportion
     for key, value in generation_settings(ev).items():
         table[key] = value

@@ -12,12 +12,11 @@ from dataclasses import asdict
 
 from ..config import Config
 from ..distributed import is_main, stage_output  # only the main process writes under accelerate launch
-from ..gold import GoldMinReward, GoldScorer
 from ..hh_data import load_hh, take_counted, to_messages
 from ..launcher import command_line
 from ..methods import check_policy
 from ..policy import load_tokenizer, pick_device
-from ..reward_models import MinOverGroupsReward
+from ..rewards import reward_function
 from ..runs import is_done, locked, policy_dir, read_manifest, require, rm_dir, sft_dir
 from ..training import trainer_arguments
 
@@ -41,18 +40,6 @@ def params(cfg: Config, seed: int, proportion: float | None, method: str) -> dic
         "seed": seed,
         "proportion": None if method == "gold" else proportion,
     }
-
-
-def reward_function(cfg: Config, seed: int, proportion: float | None, method: str, device: str, chat_tokenizer=None):
-    """Min over groups of the gold scores or of a trained reward model's heads; a scorer that reads the chat
-    text (`gold.text` / `reward_model.text: chat`) renders it with `chat_tokenizer` (default: the SFT policy's)."""
-    if chat_tokenizer is None and "chat" in (cfg.gold.text, cfg.reward_model.text):
-        chat_tokenizer = load_tokenizer(sft_dir(cfg.run_path) / "model", cfg.policy)
-    if method == "gold":
-        return GoldMinReward(GoldScorer(cfg.gold, device, chat_tokenizer=chat_tokenizer))
-    return MinOverGroupsReward(
-        rm_dir(cfg.run_path, seed, proportion) / method, cfg.reward_model, device, chat_tokenizer=chat_tokenizer
-    )
 
 
 def grpo_arguments(cfg: Config, device: str, seed: int, output_dir, **changes):

@@ -3,7 +3,8 @@ files, reward-model metrics.json, GRPO training logs, manifests): no model is lo
 seconds on a finished run directory, also one copied back from a GPU machine.
 
 Output (results/): summary.csv (pooled over seeds), summary_by_seed.csv, head_to_head.csv,
-rm_accuracy.csv, table_k<K>.{md,tex,csv}, summary.md, and figures as PNG + PDF.
+rm_accuracy.csv, reward_gain.csv (did RL climb: each policy's training reward and the gold min over groups,
+policy minus SFT on the same prompts), table_k<K>.{md,tex,csv}, summary.md, and figures as PNG + PDF.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from ..runs import (
     sft_dir,
     stage_output,
 )
-from ..stats import Options, head_to_head, summarize_all
+from ..stats import Options, accuracy_interval, head_to_head, reward_gain, summarize_all
 
 
 def planned_policies(cfg: Config) -> list[tuple[int | None, float | None, str]]:
@@ -107,7 +108,7 @@ def score_frame(evals: dict, groups: list[str]) -> pd.DataFrame:
 
 
 def rm_metrics_frame(cfg: Config) -> pd.DataFrame:
-    """Per (seed, proportion, reward model, split, group): n, accuracy, mean margin, from metrics.json."""
+    """Per (seed, proportion, reward model, split, group): n, accuracy with its interval, mean margin (metrics.json)."""
     rows = []
     for seed in cfg.sweep.seeds:
         for prop in cfg.sweep.proportions:
@@ -123,7 +124,21 @@ def rm_metrics_frame(cfg: Config) -> pd.DataFrame:
                             {"seed": seed, "proportion": prop, "method": method, "k": k, "split": split, "group": group}
                             | {key: values.get(key) for key in ("n", "accuracy", "mean_margin")}
                         )
-    columns = ["seed", "proportion", "method", "k", "split", "group", "n", "accuracy", "mean_margin"]
+    columns = [
+        "seed",
+        "proportion",
+        "method",
+        "k",
+        "split",
+        "group",
+        "n",
+        "accuracy",
+        "ci_low",
+        "ci_high",
+        "mean_margin",
+    ]
+    for row in rows:  # Wilson interval of the accuracy on its n pairs
+        row["ci_low"], row["ci_high"] = accuracy_interval(row["accuracy"], row["n"] or 0, cfg.results.confidence)
     frame = pd.DataFrame(rows, columns=columns)
     frame["k"] = frame["k"].astype("Int64")
     return frame
@@ -200,6 +215,7 @@ def build(cfg: Config, out: Path) -> dict[str, pd.DataFrame]:
     evals = load_evals(cfg)
     summary, by_seed = summarize_all(evals, groups, opts)
     h2h = head_to_head(evals, groups, "sharedrep", "maxmin", opts)
+    gain = reward_gain(evals, groups, opts)
     rm = rm_metrics_frame(cfg)
     curves = curves_frame(cfg)
     text = caption(cfg, by_seed)
@@ -207,11 +223,14 @@ def build(cfg: Config, out: Path) -> dict[str, pd.DataFrame]:
     by_seed.to_csv(out / "summary_by_seed.csv", index=False)
     h2h.to_csv(out / "head_to_head.csv", index=False)
     rm.to_csv(out / "rm_accuracy.csv", index=False)
+    gain.to_csv(out / "reward_gain.csv", index=False)
     table_paths = tables.write_tables(summary, out, text, opts.ties, opts.confidence)
     sections = [p.read_text() for p in table_paths if p.suffix == ".md"]
     sections.append(tables.head_to_head_markdown(h2h))
     (out / "summary.md").write_text("\n".join(sections) + f"\n_{text}_\n")
     plots.gold_score_figure(summary, out, text)
+    if summary["n_seeds"].max() > 1:
+        plots.seed_gold_score_figure(summary, out, text)
     plots.win_rate_figure(summary, out, text)
     plots.score_distribution_figure(score_frame(evals, groups), out, text)
     if summary["method"].eq("sharedrep").any():
@@ -224,7 +243,15 @@ def build(cfg: Config, out: Path) -> dict[str, pd.DataFrame]:
         plots.training_curves_figure(curves, out, text)
     else:
         print("[results] no GRPO training logs found: grpo_training_curves skipped")
-    return {"summary": summary, "by_seed": by_seed, "head_to_head": h2h, "rm": rm, "curves": curves, "caption": text}
+    return {
+        "summary": summary,
+        "by_seed": by_seed,
+        "head_to_head": h2h,
+        "reward_gain": gain,
+        "rm": rm,
+        "curves": curves,
+        "caption": text,
+    }
 
 
 @locked("06_results", lambda cfg: results_dir(cfg.run_path))
