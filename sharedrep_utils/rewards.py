@@ -17,9 +17,20 @@ from .reward_models import MinOverGroupsReward
 from .runs import rm_dir, sft_dir
 
 
-def reward_function(cfg: Config, seed: int, proportion: float | None, method: str, device: str, chat_tokenizer=None):
+def reward_function(
+    cfg: Config,
+    seed: int,
+    proportion: float | None,
+    method: str,
+    device: str,
+    chat_tokenizer=None,
+    gold_scorer: GoldScorer | None = None,
+):
     """Min over groups of the gold scores or of a trained reward model's heads; a scorer that reads the chat
-    text (`gold.text` / `reward_model.text: chat`) renders it with `chat_tokenizer` (default: the SFT policy's)."""
+    text (`gold.text` / `reward_model.text: chat`) renders it with `chat_tokenizer` (default: the SFT policy's).
+    `gold_scorer`: the profile's gold models already loaded (evaluation has them; the paper's are 2 × gpt2-large)."""
+    if method == "gold" and gold_scorer is not None:
+        return GoldMinReward(gold_scorer)
     if chat_tokenizer is None and "chat" in (cfg.gold.text, cfg.reward_model.text):
         chat_tokenizer = load_tokenizer(sft_dir(cfg.run_path) / "model", cfg.policy)
     if method == "gold":

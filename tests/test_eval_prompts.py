@@ -78,7 +78,7 @@ def stubbed(tmp_path, monkeypatch):
         evaluate, "generate", lambda model, tok, prompts, **kw: [[f"{model} reply to {p[-3:]}"] for p in prompts]
     )
     monkeypatch.setattr(evaluate, "GoldScorer", Scorer)
-    monkeypatch.setattr(evaluate, "reward_function", lambda cfg, seed, prop, method, device, tok=None: length_reward)
+    monkeypatch.setattr(evaluate, "reward_function", lambda cfg, seed, prop, method, device, tok, **kw: length_reward)
 
     def finished_policy(cfg, seed, method):
         target = sft_dir(cfg.run_path) if method == "sft" else policy_dir(cfg.run_path, seed, None, method)

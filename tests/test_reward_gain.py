@@ -104,3 +104,19 @@ def test_neutral_tone_is_one_minus_the_size_of_the_sentiment(reply, upbeat):
     neutral = SCORERS["neutral_tone"](TraitConfig(kind="neutral_tone"), "cpu")(["\n\nHuman: hi"], [reply])[0]
     assert {"positive": sentiment > 0.5, "zero": sentiment == 0, "negative": sentiment < -0.3}[upbeat]
     assert neutral == pytest.approx(1 - abs(sentiment)) and 0 <= neutral <= 1
+
+
+def test_the_gold_training_reward_reuses_the_loaded_gold_models_and_is_the_min_of_the_group_scores():
+    from sharedrep_utils import rewards
+    from sharedrep_utils.config import load_config
+    from sharedrep_utils.gold import GoldScorer
+
+    cfg = load_config("smoke")
+    scorer = GoldScorer(cfg.gold)
+    reward = rewards.reward_function(cfg, 1, None, "gold", "cpu", gold_scorer=scorer)
+    assert reward.scorer is scorer  # evaluation loads the gold models once
+    prompts, replies = ["\n\nHuman: hi", "\n\nHuman: bye"], ["Great, thanks a lot!", "The bus leaves at noon."]
+    groups = scorer.groups(scorer.traits(prompts, replies))
+    expected = np.minimum(groups["minority"], groups["majority"])
+    np.testing.assert_allclose(rewards.training_reward(reward, prompts, replies), expected)
+    assert groups["minority"][0] < groups["majority"][0] and groups["majority"][1] < groups["minority"][1]

@@ -142,7 +142,7 @@ def main(cfg: Config, seed: int | None, proportion: float | None, method: str) -
     for name, values in scorer.groups(traits).items():
         table[f"group_{name}"] = values
     if method != "sft":
-        reward = reward_function(cfg, seed, proportion, method, device, tokenizer)
+        reward = reward_function(cfg, seed, proportion, method, device, tokenizer, gold_scorer=scorer)
         table["training_reward"] = distributed.map_columns(
             lambda p, c: {"r": training_reward(reward, p, c)}, list(table["prompt"]), list(table["completion"])
         )["r"]
