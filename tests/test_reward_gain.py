@@ -120,3 +120,16 @@ def test_the_gold_training_reward_reuses_the_loaded_gold_models_and_is_the_min_o
     expected = np.minimum(groups["minority"], groups["majority"])
     np.testing.assert_allclose(rewards.training_reward(reward, prompts, replies), expected)
     assert groups["minority"][0] < groups["majority"][0] and groups["majority"][1] < groups["minority"][1]
+
+
+def test_embedding_relevance_is_the_cosine_of_the_last_question_and_the_reply(tmp_path):
+    """No shipped profile uses it now; it stays a kind a profile can choose, on any sentence encoder."""
+    import tiny_backbones
+
+    encoder = tiny_backbones.build("bert", tmp_path / "bert")
+    trait = TraitConfig(kind="embedding_relevance", model=str(encoder), max_length=32, batch_size=2)
+    score = SCORERS["embedding_relevance"](trait, "cpu")
+    prompts = ["\n\nHuman: hi\n\nAssistant: hello\n\nHuman: boil an egg?", "\n\nHuman: capital of France?"]
+    values = score(prompts, ["boil an egg?", "short answers and long answers"])
+    assert values[0] == pytest.approx(1.0, abs=1e-5)  # the reply is the last question itself
+    assert -1 <= values[1] < 1
