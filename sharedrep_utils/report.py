@@ -212,6 +212,21 @@ def reward_before_after(
     return pd.DataFrame.from_dict(rows, orient="index", columns=columns).rename_axis("reward")
 
 
+def policy_before_after(cfg: Config, table: pd.DataFrame, method: str) -> pd.DataFrame | str:
+    """Notebook 05's view: `reward_before_after` against the run's SFT evaluation, or why there is none."""
+    if method == "sft":
+        return "this is the SFT policy: nothing to compare with"
+    sft = sft_evaluation(cfg)
+    if sft is None:
+        return "no SFT evaluation yet: run this notebook with method = 'sft' first"
+    return reward_before_after(
+        table,
+        sft,
+        list(cfg.gold.groups),
+        Options(cfg.results.ties, cfg.results.n_bootstrap, cfg.results.confidence, cfg.results.bootstrap_seed),
+    )
+
+
 def sft_evaluation(cfg: Config) -> pd.DataFrame | None:
     """The SFT policy's evaluation table (eval/sft.parquet), or None when it has not been run."""
     from .runs import eval_file

@@ -39,8 +39,6 @@ def test_cpu_profiles_are_offline_and_their_reward_model_reads_no_gold_network(p
     assert cfg.device == "cpu"
     assert cfg.policy.model.startswith("build:")
     assert cfg.reward_model.backbone.startswith("pkg:")
-    for trait in cfg.gold.traits.values():
-        assert trait.kind in LEXICAL_KINDS or trait.model.startswith("pkg:")
     # issue 14 item 6: the learned reward is not read off a gold scorer's own features
     assert cfg.reward_model.backbone not in {t.model for t in cfg.gold.traits.values()}
     assert all(t.kind in LEXICAL_KINDS for t in cfg.gold.traits.values())

@@ -133,3 +133,19 @@ def test_embedding_relevance_is_the_cosine_of_the_last_question_and_the_reply(tm
     values = score(prompts, ["boil an egg?", "short answers and long answers"])
     assert values[0] == pytest.approx(1.0, abs=1e-5)  # the reply is the last question itself
     assert -1 <= values[1] < 1
+
+
+def test_notebook_05_compares_with_the_sft_evaluation_or_says_why_it_cannot(tmp_path):
+    from sharedrep_utils.config import load_config
+    from sharedrep_utils.runs import eval_file
+
+    cfg = load_config("smoke", {"run_dir": str(tmp_path), "results.n_bootstrap": 100})
+    e = evals()
+    policy = e[(1, 0.1, "maxmin")]
+    assert "SFT policy" in report.policy_before_after(cfg, e[(None, None, "sft")], "sft")
+    assert "method = 'sft' first" in report.policy_before_after(cfg, policy, "maxmin")
+    eval_file(cfg.run_path, "sft").parent.mkdir(parents=True)
+    e[(None, None, "sft")].to_parquet(eval_file(cfg.run_path, "sft"))
+    table = report.policy_before_after(cfg, policy, "maxmin")
+    assert table.loc["training", "mean_gain_vs_sft"] == pytest.approx(3.0)
+    assert table.loc["gold_min", "mean_gain_vs_sft"] == pytest.approx(0.5)
