@@ -43,23 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="example: sharedrep run --profile smoke --seeds 42 123 --proportions 0.05 0.1 --ks 2 "
         "--set grpo.beta=0.1 --run-dir runs/mine",
     )
-    run.add_argument("--profile", default="smoke", help=f"one of {', '.join(available_profiles())} or a YAML path")
-    run.add_argument("--seeds", type=int, nargs="+", help="sweep seeds (default: the profile's)")
-    run.add_argument(
-        "--proportions", type=float, nargs="+", help="minority proportions in (0, 1) (default: the profile's)"
-    )
-    run.add_argument("--ks", type=int, nargs="+", help="SharedRep ranks K >= 1 (default: the profile's)")
-    run.add_argument(
-        "--methods", nargs="+", help="reward-model methods: maxmin sharedrep uniform (default: the profile's)"
-    )
-    run.add_argument("--run-dir", help="run directory (default: runs/<profile>)")
-    run.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override any profile value, e.g. --set grpo.beta=0.1 (repeatable)",
-    )
+    add_selection(run)
     run.add_argument("--notebooks", type=Path, default=None, help="numbered notebooks' directory (default: the kit's)")
     run.add_argument(
         "--launcher",
@@ -79,6 +63,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="when another sweep is running a stage this one needs: wait this long for it (-1: as long as it "
         f"takes); default ${LOCK_WAIT_ENV} or 0, i.e. stop at once, naming the busy stage, with exit status 3",
     )
+    add_executor_options(run)
+    plan = commands.add_parser(
+        "plan",
+        help="print the sweep's graph: every stage run, what it waits for, which are done",
+        description="Print every stage run the sweep would execute with the same flags as `run`, what each waits "
+        "for, and which are already done. Runs nothing, writes nothing.",
+        formatter_class=_Defaults,
+        epilog="example: sharedrep plan --profile small",
+    )
+    add_selection(plan)
     bench = commands.add_parser("bench", help="benchmark the kit's way against the naive way (JSON + table)")
     bench.add_argument("--out", type=Path, required=True, help="JSON file to write")
     bench.add_argument("--profile", default="smoke", help=f"one of {', '.join(available_profiles())} or a YAML path")
@@ -100,6 +94,84 @@ def build_parser() -> argparse.ArgumentParser:
     diff.add_argument("b", help="the profile to compare it with")
     add_paper_path_commands(commands)
     return parser
+
+
+def add_selection(parser: argparse.ArgumentParser) -> None:
+    """What the sweep runs: the same flags for `run` and `plan`."""
+    parser.add_argument("--profile", default="smoke", help=f"one of {', '.join(available_profiles())} or a YAML path")
+    parser.add_argument("--seeds", type=int, nargs="+", help="sweep seeds (default: the profile's)")
+    parser.add_argument(
+        "--proportions", type=float, nargs="+", help="minority proportions in (0, 1) (default: the profile's)"
+    )
+    parser.add_argument("--ks", type=int, nargs="+", help="SharedRep ranks K >= 1 (default: the profile's)")
+    parser.add_argument(
+        "--methods", nargs="+", help="reward-model methods: maxmin sharedrep uniform (default: the profile's)"
+    )
+    parser.add_argument("--run-dir", help="run directory (default: runs/<profile>)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any profile value, e.g. --set grpo.beta=0.1 (repeatable)",
+    )
+
+
+EXECUTORS = ("local", "slurm")
+# --slurm-* flags -> the profile's slurm: settings they override
+SLURM_FLAGS = {
+    "slurm_partition": "slurm.partition",
+    "slurm_gpus": "slurm.gpus_per_job",
+    "slurm_cpus": "slurm.cpus_per_job",
+    "slurm_mem_gb": "slurm.mem_gb",
+    "slurm_time_min": "slurm.time_min",
+    "slurm_account": "slurm.account",
+}
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number; give 1 or more") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not allowed; give 1 or more")
+    return value
+
+
+def add_executor_options(run: argparse.ArgumentParser) -> None:
+    run.add_argument(
+        "--executor",
+        choices=EXECUTORS,
+        default="local",
+        help="where stage runs execute: this machine, or one SLURM job each (submitit; resources from the "
+        "profile's slurm: section and the --slurm-* flags)",
+    )
+    run.add_argument(
+        "--jobs",
+        type=_positive,
+        default=1,
+        metavar="N",
+        help="local: up to N independent stage runs at once, each in its own process (cores split between them, "
+        "or one GPU each); 1 = one after another in one kernel",
+    )
+    run.add_argument(
+        "--gpus-per-job", type=_positive, default=1, metavar="G", help="local, on GPUs: visible GPUs per job"
+    )
+    run.add_argument("--no-wait", action="store_true", help="slurm: queue the jobs and return without following them")
+    run.add_argument("--slurm-partition", metavar="NAME", help="slurm: partition (default: the cluster's)")
+    run.add_argument("--slurm-gpus", type=int, metavar="N", help="slurm: GPUs per job")
+    run.add_argument("--slurm-cpus", type=int, metavar="N", help="slurm: CPUs per job")
+    run.add_argument("--slurm-mem-gb", type=float, metavar="GB", help="slurm: memory per job")
+    run.add_argument("--slurm-time-min", type=int, metavar="MIN", help="slurm: time limit per job")
+    run.add_argument("--slurm-account", metavar="NAME", help="slurm: account to charge")
+    run.add_argument(
+        "--slurm-opt",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="slurm: any other sbatch option, e.g. --slurm-opt qos=high (repeatable)",
+    )
 
 
 # the benchmark's entry names, without importing torch for `--help` or bad input
@@ -183,10 +255,16 @@ def overrides_from(args: argparse.Namespace) -> dict:
         ("run_dir", "run_dir"),
         ("launcher", "sweep.launcher"),
         ("accelerate_config", "sweep.accelerate_config"),
+        *SLURM_FLAGS.items(),
     ]:
         value = getattr(args, flag, None)
         if value is not None:
             overrides[key] = value
+    for item in getattr(args, "slurm_opt", []):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--slurm-opt {item!r} is not KEY=VALUE; give e.g. --slurm-opt qos=high.")
+        overrides[f"slurm.extra.{key.strip().removeprefix('--')}"] = value
     config_file = overrides.get("sweep.accelerate_config")
     if config_file and Path(config_file).is_file():  # notebooks run inside notebooks/: make it absolute
         overrides["sweep.accelerate_config"] = str(Path(config_file).resolve())
@@ -209,12 +287,15 @@ def main(argv: list[str] | None = None) -> int:
         return diff_main(args)
     if args.command in PAPER_PATH_COMMANDS:
         return paper_path_main(args)
+    if args.command == "plan":
+        return plan_main(args)
     try:
         overrides = overrides_from(args)
         cfg = load_config(args.profile, overrides)
         notebooks = args.notebooks or _default_notebooks()
         if not (notebooks / "01_sft.ipynb").is_file():
             raise ConfigError(f"--notebooks {str(notebooks)!r} has no 01_sft.ipynb; give the kit's notebooks/.")
+        check_executor(args, cfg)
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -229,18 +310,60 @@ def main(argv: list[str] | None = None) -> int:
     try:
         # a YAML profile by its absolute path: the notebooks would read its bare name as a packaged profile
         profile = str(Path(args.profile).resolve()) if Path(args.profile).suffix else None
-        report = run_sweep(cfg, overrides, notebooks=notebooks, profile=profile)
+        report = run_sweep(cfg, overrides, notebooks=notebooks, profile=profile, jobs=args.jobs,
+                           gpus_per_job=args.gpus_per_job, executor=args.executor, wait=not args.no_wait)  # fmt: skip
     except Exception as error:  # a failing notebook: say what failed, point at its executed copy
         name, message = failure(error)
-        print(f"error: {name}: {message}", file=sys.stderr)
+        label = getattr(error, "label", None)
+        print(f"error: {label + ': ' if label else ''}{name}: {message}", file=sys.stderr)
         executed = sorted(notebooks_of(cfg.run_path), key=lambda p: p.stat().st_mtime)
-        print(f"see {executed[-1] if executed else cfg.run_path / 'notebooks'}", file=sys.stderr)
+        notebook = getattr(error, "notebook", None) or (executed[-1] if executed else cfg.run_path / "notebooks")
+        print(f"see {notebook}", file=sys.stderr)
+        if getattr(error, "log_file", None):
+            print(f"SLURM log: {error.log_file}", file=sys.stderr)
         return EXIT_BUSY if name == "StageBusy" else 1
     ran = sum(1 for _, status, _ in report if status == "ran")
+    if args.executor == "slurm" and args.no_wait:
+        print(f"{len(report) - ran} stage run(s) done already; the rest queued on SLURM (logs in "
+              f"{cfg.run_path / 'slurm'})")  # fmt: skip
+        return 0
     print(
         f"sweep finished in {time.time() - start:.1f}s: {ran} stage(s) ran, {len(report) - ran} skipped; "
         f"results in {cfg.run_path / 'results'}"
     )
+    return 0
+
+
+def check_executor(args: argparse.Namespace, cfg) -> None:
+    """Executor options that cannot work, before anything is written: flags for the other executor, no sbatch,
+    resources SLURM would reject (asked with `sbatch --test-only`, which submits nothing)."""
+    if args.executor == "slurm":
+        if args.jobs != 1 or args.gpus_per_job != 1:
+            raise ConfigError("--jobs and --gpus-per-job are for --executor local; on SLURM every stage run is its "
+                              "own job (set slurm.gpus_per_job / --slurm-gpus).")  # fmt: skip
+        from .slurm import check_resources, check_sbatch
+
+        check_sbatch()
+        check_resources(cfg.slurm)
+    elif args.no_wait:
+        raise ConfigError("--no-wait is for --executor slurm; a local sweep runs in this process.")
+
+
+def plan_main(args: argparse.Namespace) -> int:
+    """`sharedrep plan`: the graph `run` would execute, with what is done already. Writes nothing."""
+    try:
+        overrides = overrides_from(args)
+        cfg = load_config(args.profile, overrides)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    from .graph import build_graph, describe
+    from .sweep import base_parameters
+
+    profile = str(Path(args.profile).resolve()) if Path(args.profile).suffix else None
+    print(f"profile {cfg.profile}, run directory {cfg.run_path}")
+    for line in describe(build_graph(cfg, base_parameters(cfg, overrides, profile))):
+        print(line)
     return 0
 
 
@@ -256,7 +379,8 @@ def failure(error: Exception) -> tuple[str, str]:
 
 
 def notebooks_of(run: Path) -> list[Path]:
-    return list((run / "notebooks").glob("*.ipynb"))
+    """Executed notebooks (drafts being written live in notebooks/.drafts-<pid>/, which this glob does not reach)."""
+    return [p for p in (run / "notebooks").glob("*.ipynb") if not p.name.startswith(".")]
 
 
 
@@ -279,6 +403,8 @@ def add_paper_path_commands(commands) -> None:
         "--profile", default="paper", choices=["paper", "paper-upstream"], help="the paper profile to run"
     )
     dryrun.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="passed on to `run`")
+    dryrun.add_argument("--executor", choices=EXECUTORS, help="as for `run`")
+    dryrun.add_argument("--jobs", type=_positive, help="as for `run`")
     shapes = commands.add_parser(
         "shapes", help="TinyLlama-1.1B / gpt2-large at real dimensions, random weights: time and memory per step"
     )
@@ -305,6 +431,8 @@ def paper_path_main(args: argparse.Namespace) -> int:
 
         extra = [x for item in args.set for x in ("--set", item)]
         extra += ["--launcher", args.launcher] if args.launcher else []
+        extra += ["--executor", args.executor] if args.executor else []
+        extra += ["--jobs", str(args.jobs)] if args.jobs else []
         return paper_dryrun(args.run_dir, main, extra, profile=args.profile)
     try:
         cfg = load_config(args.profile, dict(parse_override(item) for item in args.set))

@@ -71,6 +71,9 @@ class SFTStageConfig:
     per_device_train_batch_size: int = 8
     gradient_accumulation_steps: int = 1
     max_length: int = 512
+    # dtype the policy's weights (and so AdamW's state) are loaded and trained in; bf16 precision for the
+    # arithmetic is trainer_kwargs' bf16 (autocast). Upstream loaded TinyLlama in bfloat16 (docs/deviations.md)
+    model_dtype: str = "float32"
     trainer_kwargs: dict[str, Any] = field(default_factory=dict)  # passed to TRL's SFTConfig as is
 
 
@@ -84,7 +87,7 @@ class GenerationConfig:
     top_k: int | None = 50  # transformers' default, which upstream sampled with; 0 or null = no top-k
     batch_size: int = 16
     # true: the policy's chat template with the assistant cue; false: upstream's --disable_chat_template
-    # prompt, "Human: ...\nAssistant: ..." lines with no trailing cue (docs/deviations.md)
+    # prompt, "Human: ...\nAssistant: ..." lines with no trailing cue, here and in evaluation (docs/deviations.md)
     chat_template: bool = True
 
 
@@ -107,6 +110,9 @@ class GoldConfig:
     text: str = "hh"
     # a pair whose two responses score the same for its group: drop it, or keep it with response 0 chosen (upstream)
     preference_ties: str = "drop"
+    # dtype the sequence-classifier scorers are loaded in; auto = the checkpoint config's (transformers 5's default,
+    # bf16 for Ray2333's helpful RM); upstream scored in float32, transformers 4.55's default
+    dtype: str = "float32"
 
 
 @dataclass
@@ -162,6 +168,11 @@ class GRPOStageConfig:
     temperature: float = 1.0
     logging_steps: int = 10
     loss_type: str = "dapo"  # TRL's current default; upstream ran TRL 0.19.1, whose default was "bnpo"
+    # TRL 1.16's KL term times the importance ratio (unbiased reverse-KL gradient); false: TRL 0.19.1's plain k3
+    use_bias_correction_kl: bool = True
+    # the text the gold policy's reward reads: scored = the gold scoring text (gold.text); trl = upstream's,
+    # TRL's rendering of prompt + completion with upstream's chat template, as the gold RMs' tokenizer reads it
+    gold_reward_text: str = "scored"
     trainer_kwargs: dict[str, Any] = field(default_factory=dict)  # passed to TRL's GRPOConfig as is
 
 
@@ -180,6 +191,27 @@ class EvaluationConfig:
 
 
 @dataclass
+class CalibrationConfig:
+    """GRPO's min over a learned reward model's group heads on a common scale (calibration.py). Bradley–Terry
+    heads are identified only up to a shift, so the raw min compares arbitrary levels."""
+
+    # none: the raw heads (upstream, the paper); center: each head minus its mean on the reference set (the SFT
+    # policy's sampled responses, responses/); standardize: also divided by its std there. Recorded with each
+    # GRPO policy (calibration.json), and evaluation reads it from there.
+    mode: str = "none"  # not "off": YAML reads off as false
+
+
+@dataclass
+class PrimaryContrastConfig:
+    """The contrast a profile declares before the run (contrasts.py): policy minus baseline, seed as the unit."""
+
+    policy: str = ""  # "" = sharedrep-k<the smallest K in reward_model.ks>
+    baseline: str = ""  # "" = maxmin
+    proportion: float | None = None  # null = the smallest in sweep.proportions
+    groups: list[str] = field(default_factory=list)  # [] = the minority group and "min" (the min over groups)
+
+
+@dataclass
 class ResultsConfig:
     """Statistics of 06_results: win-rate tie rule and bootstrap intervals."""
 
@@ -189,6 +221,10 @@ class ResultsConfig:
     n_bootstrap: int = 2000
     confidence: float = 0.95
     bootstrap_seed: int = 0
+    primary: PrimaryContrastConfig = field(default_factory=PrimaryContrastConfig)  # results/contrasts.csv
+    # ± with two or more seeds: seed = the standard error across per-seed values; pooled = upstream's
+    # standard error over all prompt × seed rows pooled (evaluation noise only; labelled so in the tables)
+    spread: str = "seed"
 
 
 @dataclass
@@ -201,6 +237,19 @@ class SweepConfig:
     launcher: str = "none"
     accelerate_config: str = ""  # accelerate config file: a path, or a name in configs/accelerate/ (e.g. ddp)
     accelerate_args: list[str] = field(default_factory=list)  # more `accelerate launch` flags: [--num_processes, "4"]
+
+
+@dataclass
+class SlurmConfig:
+    """Resources of each stage run's SLURM job (`sharedrep run --executor slurm`, sharedrep_utils/slurm.py)."""
+
+    partition: str = ""  # empty: the cluster's default partition
+    gpus_per_job: int = 0
+    cpus_per_job: int = 1
+    mem_gb: float = 0  # 0: the partition's default
+    time_min: int = 60  # each job's time limit
+    account: str = ""
+    extra: dict[str, str] = field(default_factory=dict)  # more sbatch options, e.g. {qos: high, constraint: a100}
 
 
 @dataclass
@@ -217,8 +266,10 @@ class Config:
     reward_model: RewardModelConfig = field(default_factory=RewardModelConfig)
     grpo: GRPOStageConfig = field(default_factory=GRPOStageConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
     results: ResultsConfig = field(default_factory=ResultsConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)
+    slurm: SlurmConfig = field(default_factory=SlurmConfig)
 
     @property
     def run_path(self) -> Path:
@@ -472,9 +523,14 @@ def _coerce(tp: Any, value: Any, name: str) -> Any:
 
 
 TIE_RULES = ("half", "lose")
+CALIBRATION_MODES = ("none", "center", "standardize")  # calibration.mode
+SPREADS = ("seed", "pooled")
 HEAD_INITS = ("normal", "torch")  # reward heads: GPT-2's N(0, 0.02) with zero biases, or PyTorch's defaults
 SCORED_TEXTS = ("hh", "chat")  # gold.text, reward_model.text (hh_data.scored_text)
 PREFERENCE_TIES = ("drop", "first")  # groups.build_preferences
+SFT_MODEL_DTYPES = ("float32", "bfloat16")  # sft.model_dtype
+GOLD_DTYPES = ("float32", "bfloat16", "float16", "auto")  # gold.dtype
+GOLD_REWARD_TEXTS = ("scored", "trl")  # grpo.gold_reward_text (gold.GoldMinReward)
 GRPO_LOSS_TYPES = ("grpo", "bnpo", "dr_grpo", "dapo", "cispo", "sapo", "luspo", "vespo")  # TRL 1.16's
 TEXT_FIELDS = ("dialogue", "prompt", "response")
 
@@ -581,6 +637,13 @@ def validate(cfg: Config) -> None:
         )
     if cfg.grpo.loss_type not in GRPO_LOSS_TYPES:
         raise ConfigError(f"grpo.loss_type {cfg.grpo.loss_type!r} is not one of {', '.join(GRPO_LOSS_TYPES)}.")
+    for name, value, allowed in (
+        ("sft.model_dtype", cfg.sft.model_dtype, SFT_MODEL_DTYPES),
+        ("gold.dtype", cfg.gold.dtype, GOLD_DTYPES),
+        ("grpo.gold_reward_text", cfg.grpo.gold_reward_text, GOLD_REWARD_TEXTS),
+    ):
+        if value not in allowed:
+            raise ConfigError(f"{name} {value!r} is not one of {', '.join(allowed)}.")
     if not 0 < cfg.data.eval_fraction < 1:
         raise ConfigError(f"data.eval_fraction {cfg.data.eval_fraction} is outside (0, 1).")
     if not 0 < rm.test_fraction < 1:
@@ -622,6 +685,14 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"results.n_bootstrap {res.n_bootstrap} is too small; use at least 100.")
     if not 0 < res.confidence < 1:
         raise ConfigError(f"results.confidence {res.confidence} is outside (0, 1).")
+    if res.spread not in SPREADS:
+        raise ConfigError(f"results.spread {res.spread!r} is not one of {', '.join(SPREADS)}.")
+    if cfg.calibration.mode not in CALIBRATION_MODES:
+        hint = " (YAML reads off and on as booleans)" if cfg.calibration.mode in ("False", "True") else ""
+        raise ConfigError(
+            f"calibration.mode {cfg.calibration.mode!r} is not one of {', '.join(CALIBRATION_MODES)}{hint}."
+        )
+    _check_primary_contrast(cfg)
     if sweep.launcher not in LAUNCHERS:
         raise ConfigError(f"sweep.launcher {sweep.launcher!r} is not one of {', '.join(LAUNCHERS)}.")
     resolve_accelerate_config(sweep.accelerate_config)  # fails here, naming the file, if it is missing
@@ -630,6 +701,23 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"HH data directory {hh_dir!r} does not exist (from data.hh_dir or ${HH_DIR_ENV}).")
     if hh_dir and not any(p.name.endswith((".jsonl", ".jsonl.gz")) for p in Path(hh_dir).rglob("*")):
         raise ConfigError(f"HH data directory {hh_dir!r} holds no *.jsonl or *.jsonl.gz files.")
+
+
+def _check_primary_contrast(cfg: Config) -> None:
+    """results.primary names policies the run trains, a proportion it sweeps and groups it has (or "min")."""
+    primary = cfg.results.primary
+    policies = [*cfg.policy_methods(), "gold", "sft"]
+    for name, value in (("policy", primary.policy), ("baseline", primary.baseline)):
+        if value and value not in policies:
+            allowed = ", ".join(policies)
+            raise ConfigError(f"results.primary.{name} {value!r} is not a policy of this run; allowed: {allowed}.")
+    if primary.proportion is not None and primary.proportion not in cfg.sweep.proportions:
+        allowed = ", ".join(f"{p:g}" for p in cfg.sweep.proportions)
+        raise ConfigError(f"results.primary.proportion {primary.proportion:g} is not swept; allowed: {allowed}.")
+    for group in primary.groups:
+        if group not in [*cfg.gold.groups, "min"]:
+            allowed = ", ".join([*cfg.gold.groups, "min"])
+            raise ConfigError(f"results.primary.groups names {group!r}; allowed: {allowed}.")
 
 
 def _check_stage_numbers(cfg: Config) -> None:

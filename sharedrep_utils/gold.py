@@ -22,28 +22,37 @@ from .text_batches import length_sorted_batches
 Scorer = Callable[[list[str], list[str]], np.ndarray]
 
 
-def _sequence_classifier(trait: TraitConfig, device: str, text: str = "hh", chat_tokenizer=None) -> Scorer:
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+class SequenceClassifier:
+    """A reward model with one logit (Ray2333's GPT-2 RMs): scores (prompt, completion) pairs in the text
+    `gold.text` names, or texts already built (`score_texts`: the gold policy's GRPO reward with
+    `grpo.gold_reward_text: trl`). `dtype`: float32 (upstream's precision), bfloat16, float16 or auto (the
+    checkpoint config's, which transformers 5 otherwise picks: bf16 for the helpful RM)."""
 
-    path = resolve_model(trait.model)
-    with loading(trait.model):
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForSequenceClassification.from_pretrained(path).to(device).eval()
-    if tokenizer.pad_token is None:  # GPT-2 reward models: pad with eos, the model finds the last real token
-        tokenizer.pad_token = tokenizer.eos_token
-    model.config.pad_token_id = tokenizer.pad_token_id
-    tokenizer.padding_side = "right"
+    def __init__(self, trait: TraitConfig, device: str, text: str = "hh", chat_tokenizer=None, dtype: str = "float32"):
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        path = resolve_model(trait.model)
+        with loading(trait.model):
+            self.tokenizer = AutoTokenizer.from_pretrained(path)
+            torch_dtype = dtype if dtype == "auto" else getattr(torch, dtype)
+            self.model = AutoModelForSequenceClassification.from_pretrained(path, dtype=torch_dtype).to(device).eval()
+        if self.tokenizer.pad_token is None:  # GPT-2 reward models: pad with eos, the model finds the last real token
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.model.config.pad_token_id = self.tokenizer.pad_token_id
+        self.tokenizer.padding_side = "right"
+        self.trait, self.device, self.text, self.chat_tokenizer = trait, device, text, chat_tokenizer
+
+    def __call__(self, prompts: list[str], responses: list[str]) -> np.ndarray:
+        texts = scored_texts(self.trait.text_format, prompts, responses, self.text, self.chat_tokenizer)
+        return self.score_texts(texts)
 
     @torch.inference_mode()
-    def score(prompts: list[str], responses: list[str]) -> np.ndarray:
-        texts = scored_texts(trait.text_format, prompts, responses, text, chat_tokenizer)
+    def score_texts(self, texts: list[str]) -> np.ndarray:
         out = np.zeros(len(texts))
-        for idx, batch in length_sorted_batches(tokenizer, texts, trait.batch_size, trait.max_length):
-            logits = model(**batch.to(device)).logits[:, 0]
+        for idx, batch in length_sorted_batches(self.tokenizer, texts, self.trait.batch_size, self.trait.max_length):
+            logits = self.model(**batch.to(self.device)).logits[:, 0]
             out[idx] = logits.float().cpu().numpy()
         return out
-
-    return score
 
 
 _CHAT_MARKUP = ("<|user|>", "<|assistant|>", "<|system|>", "<|im_start|>", "[INST]")
@@ -116,7 +125,7 @@ def _neutral_tone(trait: TraitConfig, device: str) -> Scorer:
 
 
 SCORERS: dict[str, Callable[[TraitConfig, str], Scorer]] = {  # one per config.TRAIT_KINDS
-    "sequence_classifier": _sequence_classifier,
+    "sequence_classifier": SequenceClassifier,
     "embedding_relevance": _embedding_relevance,
     "non_offensive": _non_offensive,
     "sentiment": _sentiment,
@@ -124,7 +133,7 @@ SCORERS: dict[str, Callable[[TraitConfig, str], Scorer]] = {  # one per config.T
 }
 
 
-READS_TEXT = ("sequence_classifier",)  # kinds that read prompt + completion as one text: gold.text applies
+READS_TEXT = ("sequence_classifier",)  # kinds that read prompt + completion as one text: gold.text, gold.dtype apply
 
 
 class GoldScorer:
@@ -135,7 +144,7 @@ class GoldScorer:
         if gold.text == "chat" and chat_tokenizer is None:
             raise ValueError("gold.text is chat: GoldScorer needs the policy's tokenizer (chat_tokenizer=...).")
         self.gold = gold
-        text = {"text": gold.text, "chat_tokenizer": chat_tokenizer}
+        text = {"text": gold.text, "chat_tokenizer": chat_tokenizer, "dtype": gold.dtype}
         self.scorers = {
             name: SCORERS[t.kind](t, device, **(text if t.kind in READS_TEXT else {}))
             for name, t in gold.traits.items()
@@ -147,6 +156,18 @@ class GoldScorer:
         if self.gold.text == "hh":
             responses = [clean_response(r) for r in responses]
         return {name: scorer(prompts, responses) for name, scorer in self.scorers.items()}
+
+    def trl_traits(self, prompts: list[list[dict]], completions: list[list[dict]]) -> dict[str, np.ndarray]:
+        """Every trait's scores for TRL's conversational (prompt, completion) messages as upstream's gold GRPO
+        reward read them: each reward model scores `trl_reward_texts` (a trait that reads no joint text, none
+        of them upstream's, scores the gold.text way)."""
+        hh_prompts, responses = chat_to_hh(prompts, completions, clean=self.gold.text == "hh")  # as traits() reads them
+        return {
+            name: scorer.score_texts(trl_reward_texts(prompts, completions, scorer.tokenizer))
+            if isinstance(scorer, SequenceClassifier)
+            else scorer(hh_prompts, responses)
+            for name, scorer in self.scorers.items()
+        }
 
     def groups(self, traits: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return group_scores(traits, self.gold.groups)
@@ -160,15 +181,41 @@ def group_scores(traits: dict[str, np.ndarray], groups: dict[str, dict[str, floa
     }
 
 
+# Upstream's CHAT_TEMPLATE (grpo_training/gold_grpo_training.py:11-27) as transformers renders it: its Jinja
+# indentation survives as four spaces before each line, `</s>` is literal text, and 4 spaces end the text.
+UPSTREAM_REWARD_TEMPLATE = (
+    "{% for message in messages %}{% if message['role'] in ('user', 'assistant') %}"
+    "{{ '    <|' + message['role'] + '|>\\n    ' + message['content'] + '</s>\\n' }}{% endif %}{% endfor %}"
+    "{% if messages[-1]['role'] != 'assistant' %}{{ '    <|assistant|>\\n' }}{% endif %}{{ '    ' }}"
+)
+
+
+def trl_reward_texts(prompts: list[list[dict]], completions: list[list[dict]], tokenizer) -> list[str]:
+    """The text upstream's gold GRPO reward scored: TRL 0.19.1 joins each prompt's messages and its completion
+    message (decoded without special tokens, run-on turns kept) and renders them with the reward tokenizer's
+    chat template, upstream's (TRL `trainer/grpo_trainer.py`, `_calculate_rewards` for a model reward)."""
+    return [
+        tokenizer.apply_chat_template(list(p) + list(c), chat_template=UPSTREAM_REWARD_TEMPLATE, tokenize=False)
+        for p, c in zip(prompts, completions, strict=True)
+    ]
+
+
 class GoldMinReward:
-    """GRPO reward for the gold (oracle) policy: min over groups of the gold group scores."""
+    """GRPO reward for the gold (oracle) policy: min over groups of the gold group scores. `text`: scored (the
+    gold scoring text, `gold.text`) or trl (upstream's TRL rendering, `GoldScorer.trl_traits`)."""
 
     __name__ = "gold_min_over_groups"
 
-    def __init__(self, scorer: GoldScorer):
-        self.scorer = scorer
+    def __init__(self, scorer: GoldScorer, text: str = "scored"):
+        if text not in ("scored", "trl"):
+            raise ValueError(f"Gold reward text {text!r} is not one of scored, trl.")
+        self.scorer, self.text = scorer, text
 
     def __call__(self, prompts, completions, **kwargs) -> list[float]:
-        hh_prompts, responses = chat_to_hh(prompts, completions, clean=False)  # traits() cleans for hh
-        groups = self.scorer.groups(self.scorer.traits(hh_prompts, responses))
+        if self.text == "trl":
+            traits = self.scorer.trl_traits(prompts, completions)
+        else:
+            hh_prompts, responses = chat_to_hh(prompts, completions, clean=False)  # traits() cleans for hh
+            traits = self.scorer.traits(hh_prompts, responses)
+        groups = self.scorer.groups(traits)
         return np.min(np.stack(list(groups.values())), axis=0).tolist()

@@ -67,3 +67,25 @@ def display_order(keys: list[tuple[str, int | None]]) -> list[tuple[str, int | N
         return rank.get(method, 99), method, _rank(k) or 0
 
     return sorted(keys, key=key)
+
+
+def rank_notice(cfg) -> str | None:  # cfg: a config.Config (config.py imports this module, so no import here)
+    """One line when SharedRep's rank K constrains nothing: with U groups and K >= U, Linear(d, K) then
+    Linear(K, U) can express any U linear heads (synthetic.py), so a SharedRep-MaxMin gap at that K can only
+    come from optimisation (with free mixing weights, the default; simplex mixing only approaches it). Names the
+    Ks below U when only some are; None when every K < U or the run has no SharedRep."""
+    if "sharedrep" not in cfg.reward_model.methods:
+        return None
+    groups, ks = len(cfg.gold.groups), sorted(cfg.reward_model.ks)
+    free = [k for k in ks if k >= groups]
+    if not free:
+        return None
+    spell = ", ".join(map(str, free))
+    line = (
+        f"K >= U: with U = {groups} groups, SharedRep's rank K = {spell} constrains nothing (any {groups} linear "
+        f"heads are expressible), so a SharedRep-MaxMin gap there can only come from optimisation"
+    )
+    constrained = [k for k in ks if k < groups]
+    if constrained:
+        return line + f"; only K = {', '.join(map(str, constrained))} (< U) constrains the heads."
+    return line + "."

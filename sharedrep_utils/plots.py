@@ -1,7 +1,9 @@
 """Figures from saved results (summary tables, evaluation scores, reward-model metrics, GRPO logs).
 
 Every figure is written as PNG and PDF with a caption line under it (profile, seeds, n and what the
-error bars are); the functions take DataFrames built from files, never live models.
+error bars are); the functions take DataFrames built from files, never live models. With two or more
+seeds the error bars of the summary figures are the standard error across the per-seed values (the seed
+is the unit of replication); with one seed, the bootstrap interval over prompts at `confidence`.
 """
 
 from __future__ import annotations
@@ -25,12 +27,43 @@ REFERENCES = ("Gold", "SFT")  # dashed: reference policies, not methods
 TIES_TEXT = {"half": "ties count ½", "lose": "ties lose"}
 
 
-def interval_text(summary: pd.DataFrame) -> str:
-    """What the error bars are: the bootstrap interval over prompts, cluster or within each seed."""
+def interval_text(summary: pd.DataFrame, confidence: float = 0.95) -> str:
+    """What a prompt-level interval is: the bootstrap interval over prompts, cluster or within each seed."""
     kinds = set(summary["bootstrap"].dropna()) if "bootstrap" in summary else set()
+    level = f"{confidence * 100:g}%"
     if "within-seed" in kinds:
-        return "bootstrap 95% CI over prompts, resampled within each seed (seeds evaluated on different prompts)"
-    return "cluster-bootstrap 95% CI over prompts (prompt ids drawn jointly for every seed)"
+        return f"bootstrap {level} CI over prompts, resampled within each seed (seeds evaluated on different prompts)"
+    return f"cluster-bootstrap {level} CI over prompts (prompt ids drawn jointly for every seed)"
+
+
+def n_seeds(summary: pd.DataFrame) -> int:
+    """The most seeds behind any row (0 for an empty summary)."""
+    return int(summary["n_seeds"].max()) if "n_seeds" in summary and len(summary) else 0
+
+
+# summary column of each plotted value -> (its seed-level SEM, its prompt-level interval low, high)
+ERRORS = {
+    "mean_gold_score": ("seed_sem_gold_score", "ci_low_gold_score", "ci_high_gold_score"),
+    "win_rate_vs_gold": ("seed_sem_win_rate", "win_rate_ci_low", "win_rate_ci_high"),
+}
+
+
+def error_columns(summary: pd.DataFrame, y: str) -> tuple[pd.DataFrame, str, str]:
+    """The summary with the error-bar ends of `y` as columns, and their names: ± the standard error across
+    seeds with two or more seeds (none for a policy run once), else the prompt-level interval."""
+    seed_sem, low, high = ERRORS[y]
+    if n_seeds(summary) < 2:
+        return summary, low, high
+    out = summary.assign(_seed_low=summary[y] - summary[seed_sem], _seed_high=summary[y] + summary[seed_sem])
+    return out, "_seed_low", "_seed_high"
+
+
+def error_text(summary: pd.DataFrame, confidence: float = 0.95) -> str:
+    """What the error bars of `error_columns` are, for the caption."""
+    seeds = n_seeds(summary)
+    if seeds >= 2:
+        return f"± standard error across the {seeds} per-seed values (none for a policy trained once)"
+    return interval_text(summary, confidence)
 
 
 CURVE_LABELS = {
@@ -125,51 +158,33 @@ def _per_group_lines(summary, y, low, high, ylabel, caption, out_dir, name, fall
     return _save(fig, out_dir, name, caption)
 
 
-def gold_score_figure(summary: pd.DataFrame, out_dir: Path, caption: str) -> list[Path]:
-    """Per-group mean gold score vs minority proportion, one line per policy, bootstrap CI bars."""
+def gold_score_figure(summary: pd.DataFrame, out_dir: Path, caption: str, confidence: float = 0.95) -> list[Path]:
+    """Per-group mean gold score vs minority proportion, one line per policy; error bars per `error_columns`."""
+    data, low, high = error_columns(summary, "mean_gold_score")
     return _per_group_lines(
-        summary,
+        data,
         "mean_gold_score",
-        "ci_low_gold_score",
-        "ci_high_gold_score",
+        low,
+        high,
         "mean gold group score (gold scorer units)",
-        caption + f" Error bars: {interval_text(summary)} (SEM over prompts where no interval).",
+        caption + f" Error bars: {error_text(summary, confidence)}.",
         out_dir,
         "gold_score_vs_proportion",
         fallback="sem_gold_score",
     )
 
 
-def seed_gold_score_figure(summary: pd.DataFrame, out_dir: Path, caption: str) -> list[Path]:
-    """As `gold_score_figure`, with seed-level error bars: ± the standard error of the per-seed means (the
-    main uncertainty with two or more seeds; the SFT policy, trained once, has none)."""
-    seeds = int(summary["n_seeds"].max()) if "n_seeds" in summary and len(summary) else 0
-    data = summary.assign(
-        seed_low=summary["mean_gold_score"] - summary["seed_sem_gold_score"],
-        seed_high=summary["mean_gold_score"] + summary["seed_sem_gold_score"],
-    )
+def win_rate_figure(summary: pd.DataFrame, out_dir: Path, caption: str, confidence: float = 0.95) -> list[Path]:
+    """Win rate against the gold policy vs minority proportion, per group and policy (bars: `error_columns`)."""
+    ties = str(summary["ties"].iloc[0]) if "ties" in summary and len(summary) else "lose"
+    data, low, high = error_columns(summary, "win_rate_vs_gold")
     return _per_group_lines(
         data,
-        "mean_gold_score",
-        "seed_low",
-        "seed_high",
-        "mean gold group score (gold scorer units)",
-        caption + f" Error bars: ± SEM of the {seeds} per-seed means (none for SFT, trained once).",
-        out_dir,
-        "gold_score_vs_proportion_seeds",
-    )
-
-
-def win_rate_figure(summary: pd.DataFrame, out_dir: Path, caption: str) -> list[Path]:
-    """Win rate against the gold policy vs minority proportion, per group and policy."""
-    ties = str(summary["ties"].iloc[0]) if "ties" in summary and len(summary) else "lose"
-    return _per_group_lines(
-        summary,
         "win_rate_vs_gold",
-        "win_rate_ci_low",
-        "win_rate_ci_high",
+        low,
+        high,
         f"win rate vs gold policy\n(share of prompts; {TIES_TEXT.get(ties, ties)})",
-        caption + f" Error bars: {interval_text(summary)}; a tie is an identical completion. "
+        caption + f" Error bars: {error_text(summary, confidence)}; a tie is an identical completion. "
         "Dotted line: even with the gold policy.",
         out_dir,
         "win_rate_vs_proportion",
@@ -178,8 +193,9 @@ def win_rate_figure(summary: pd.DataFrame, out_dir: Path, caption: str) -> list[
     )
 
 
-def k_ablation_figure(summary: pd.DataFrame, out_dir: Path, caption: str) -> list[Path]:
-    """SharedRep's gold score and win rate vs K, one line per proportion; MaxMin as a dotted reference."""
+def k_ablation_figure(summary: pd.DataFrame, out_dir: Path, caption: str, confidence: float = 0.95) -> list[Path]:
+    """SharedRep's gold score and win rate vs K, one line per proportion (bars: `error_columns`); MaxMin as a
+    dotted reference."""
     shared = summary[summary["method"] == "sharedrep"].dropna(subset=["k"])
     groups = list(dict.fromkeys(summary["group"]))
     props = sorted(summary["proportion"].dropna().unique())
@@ -187,14 +203,15 @@ def k_ablation_figure(summary: pd.DataFrame, out_dir: Path, caption: str) -> lis
     ks = sorted(int(k) for k in shared["k"].unique())
     fig, axes = plt.subplots(2, len(groups), figsize=(5 * len(groups), 7), squeeze=False)
     metrics = [
-        ("mean_gold_score", "ci_low_gold_score", "ci_high_gold_score", "mean gold group score (gold scorer units)"),
-        ("win_rate_vs_gold", "win_rate_ci_low", "win_rate_ci_high", "win rate vs gold policy\n(share of prompts)"),
+        ("mean_gold_score", "mean gold group score (gold scorer units)"),
+        ("win_rate_vs_gold", "win rate vs gold policy\n(share of prompts)"),
     ]
-    for row, (y, low, high, ylabel) in enumerate(metrics):
+    for row, (y, ylabel) in enumerate(metrics):
+        with_errors, low, high = error_columns(shared, y)
         for col, group in enumerate(groups):
             ax = axes[row][col]
             for prop in props:
-                rows = shared[(shared["group"] == group) & (shared["proportion"] == prop)].sort_values("k")
+                rows = with_errors[(shared["group"] == group) & (shared["proportion"] == prop)].sort_values("k")
                 x = [ks.index(int(k)) for k in rows["k"]]
                 ax.errorbar(
                     x,
@@ -218,7 +235,7 @@ def k_ablation_figure(summary: pd.DataFrame, out_dir: Path, caption: str) -> lis
             ax.set_title(f"{group} group")
             ax.grid(alpha=0.3)
     axes[0][-1].legend(fontsize=7)
-    text = caption + f" Error bars: {interval_text(summary)}; dotted lines: MaxMin at the same p (no K)."
+    text = caption + f" Error bars: {error_text(shared, confidence)}; dotted lines: MaxMin at the same p (no K)."
     return _save(fig, out_dir, "k_ablation", text)
 
 

@@ -275,29 +275,63 @@ def caption_of(results: Path) -> str:
     return (read_manifest(Path(results)) or {}).get("caption", "")
 
 
-def results_overview(summary: pd.DataFrame) -> pd.DataFrame:
-    """summary.csv as a person reads it: policy, p, group, n, mean ± SEM [CI], win rate [CI], seed spread."""
+SPREAD_LABELS = {
+    "seed": "± seed SEM",  # standard error across the per-seed values
+    "pooled": "± pooled SEM (prompt × seed rows)",  # upstream's: evaluation noise only
+    "prompts": "± SEM over prompts",  # one seed: the only spread there is
+}
+
+
+def spread_kind(summary: pd.DataFrame, spread: str = "seed") -> str:
+    """Which ± an overview of `summary` shows: "seed" with two or more seeds (or "pooled" when asked), else
+    "prompts" (one seed: the spread over prompts is all there is, and pooled is the same number)."""
+    seeds = pd.to_numeric(summary["n_seeds"], errors="coerce").max() if "n_seeds" in summary else 1
+    return spread if pd.notna(seeds) and seeds >= 2 else "prompts"
+
+
+def results_overview(summary: pd.DataFrame, spread: str = "seed") -> pd.DataFrame:
+    """summary.csv as a person reads it: policy, p, group, n, seeds, mean ± spread, mean [CI over prompts],
+    win rate ± spread [CI over prompts], seed SD, both tie rules.
+
+    With two or more seeds ± is the standard error across the per-seed values (`results.spread: seed`, the
+    default; a policy run once, SFT, has none on its score) or, when asked (`pooled`), upstream's standard
+    error over all prompt × seed rows; with one seed it is the standard error over prompts. The column
+    names say which.
+    """
     from .methods import method_label
 
     def column(name: str) -> pd.Series:
         return summary[name] if name in summary else pd.Series(float("nan"), index=summary.index)
 
-    def interval(mean: str, low: str, high: str, digits: int) -> list[str]:
+    kind = spread_kind(summary, spread)
+    score_pm, win_pm = {
+        "seed": ("seed_sem_gold_score", "seed_sem_win_rate"),
+        "pooled": ("sem_gold_score", "sem_win_rate"),
+        "prompts": ("sem_gold_score", "sem_win_rate"),
+    }[kind]
+
+    def cells(mean: str, pm: str | None, low: str | None, high: str | None, digits: int) -> list[str]:
         out = []
-        for m, lo, hi in zip(column(mean), column(low), column(high)):
-            ci = f" [{lo:.{digits}f}, {hi:.{digits}f}]" if pd.notna(lo) else ""
-            out.append(f"{m:.{digits}f}{ci}" if pd.notna(m) else "—")
+        for m, s, lo, hi in zip(column(mean), column(pm) if pm else column(""), column(low or ""), column(high or "")):
+            text = f"{m:.{digits}f}" if pd.notna(m) else "—"
+            text += f" ± {s:.{digits}f}" if pd.notna(m) and pd.notna(s) else ""
+            text += f" [{lo:.{digits}f}, {hi:.{digits}f}]" if pd.notna(m) and pd.notna(lo) else ""
+            out.append(text)
         return out
 
+    label = SPREAD_LABELS[kind]
     return pd.DataFrame(
         {
             "policy": [method_label(m, k) for m, k in zip(summary["method"], summary["k"])],
             "p": summary["proportion"],
             "group": summary["group"],
             "n": summary["n"],
-            "mean ± SEM": [f"{m:.3f} ± {s:.3f}" for m, s in zip(column("mean_gold_score"), column("sem_gold_score"))],
-            "mean [CI]": interval("mean_gold_score", "ci_low_gold_score", "ci_high_gold_score", 3),
-            "win rate vs gold [CI]": interval("win_rate_vs_gold", "win_rate_ci_low", "win_rate_ci_high", 2),
+            "seeds": column("n_seeds"),
+            f"mean {label}": cells("mean_gold_score", score_pm, None, None, 3),
+            "mean [CI over prompts]": cells("mean_gold_score", None, "ci_low_gold_score", "ci_high_gold_score", 3),
+            f"win rate vs gold {label} [CI over prompts]": cells(
+                "win_rate_vs_gold", win_pm, "win_rate_ci_low", "win_rate_ci_high", 2
+            ),
             "seed SD (score)": column("seed_sd_gold_score").round(3),
             "win rate ties ½ / lose": [
                 f"{h:.2f} / {lo:.2f}" if pd.notna(h) else "—"

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from .calibration import apply as on_common_scale
 from .config import HeadConfig, RewardModelConfig
 from .hh_data import chat_to_hh, scorer_texts
 from .hub import loading, resolve_model
@@ -499,8 +500,14 @@ class MinOverGroupsReward:
         with torch.no_grad():
             return group_rewards(self.heads, [e(texts) for e in self.extractors])
 
+    calibration: dict | None = None  # offsets and scales per group head (calibration.py); None: the raw heads
+
+    def scaled_rewards(self, prompts: list[str], responses: list[str]) -> np.ndarray:
+        """(N, U): every group's reward on the scale the min compares (calibrated when `calibration` is set)."""
+        return on_common_scale(self.all_rewards(prompts, responses), self.calibration, self.config["groups"])
+
     def rewards(self, prompts: list[str], responses: list[str]) -> np.ndarray:
-        return self.all_rewards(prompts, responses).min(dim=1).values.numpy()
+        return self.scaled_rewards(prompts, responses).min(axis=1)
 
     def __call__(self, prompts, completions, **kwargs) -> list[float]:
         return self.rewards(*chat_to_hh(prompts, completions, clean=False)).tolist()  # scorer_texts cleans for hh

@@ -89,8 +89,27 @@ HEAD_TO_HEAD_COLUMNS = [
     "ties",
     "bootstrap",
 ]
+HEAD_TO_HEAD_BY_SEED_COLUMNS = [
+    "method",
+    "opponent",
+    "k",
+    "proportion",
+    "group",
+    "seed",
+    "n",
+    "wins",
+    "tie_count",
+    "losses",
+    "win_rate",
+    "win_rate_ties_half",
+    "win_rate_ties_lose",
+    "ties",
+]
 TIE_RULES = {"half": 0.5, "lose": 0.0}  # credit for a tie
 BOOTSTRAP_KINDS = ("cluster", "within-seed")
+# what ± shows with two or more seeds: the standard error across the per-seed values (the experiment's
+# uncertainty), or upstream's standard error over all prompt × seed rows pooled (evaluation noise only)
+SPREADS = ("seed", "pooled")
 
 
 @dataclass(frozen=True)
@@ -101,10 +120,13 @@ class Options:
     n_bootstrap: int = 2000
     confidence: float = 0.95
     seed: int = 0
+    spread: str = "seed"
 
     def __post_init__(self):
         if self.ties not in TIE_RULES:
             raise ValueError(f"ties {self.ties!r} is not one of {', '.join(TIE_RULES)}.")
+        if self.spread not in SPREADS:
+            raise ValueError(f"spread {self.spread!r} is not one of {', '.join(SPREADS)}.")
 
 
 def sem(values: np.ndarray) -> float:
@@ -352,13 +374,21 @@ def summarize(evals: Evals, groups: list[str], options: Options = Options()) -> 
 def head_to_head(
     evals: Evals, groups: list[str], method: str = "sharedrep", opponent: str = "maxmin", options: Options = Options()
 ) -> pd.DataFrame:
+    """Win rate of `method` (every K) against `opponent`, pooled over seeds (see `head_to_head_all`)."""
+    return head_to_head_all(evals, groups, method, opponent, options)[0]
+
+
+def head_to_head_all(
+    evals: Evals, groups: list[str], method: str = "sharedrep", opponent: str = "maxmin", options: Options = Options()
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Win rate of `method` (every K) against `opponent` on the same prompts, same seed and proportion.
 
-    One row per (k, proportion, group), pooled over seeds: wins / ties / losses (a tie is an identical
-    completion, or exactly equal scores), the win rate under `options.ties` with its bootstrap interval
-    (cluster over prompt ids when the seeds share them) and spread across seeds, and both tie rules.
+    Pooled rows: one per (k, proportion, group), pooled over seeds: wins / ties / losses (a tie is an
+    identical completion, or exactly equal scores), the win rate under `options.ties` with its bootstrap
+    interval (cluster over prompt ids when the seeds share them) and spread across seeds, and both tie
+    rules. Per-seed rows: the same counts and rates for each seed (what the seed spread is made of).
     """
-    rows = []
+    rows, seed_rows = [], []
     names = sorted({m for (_, _, m) in evals if split_method(m)[0] == method}, key=lambda m: split_method(m)[1] or 0)
     props = sorted({p for (_, p, m) in evals if p is not None and m == opponent})
     for name in names:
@@ -383,6 +413,17 @@ def head_to_head(
                     credit[options.ties], options.n_bootstrap, options.confidence, _rng_seed(options, *key)
                 )
                 per_seed = [_mean(c.to_numpy()) for c in credit[options.ties]]
+                cell = {"method": method, "opponent": opponent, "k": k, "proportion": prop, "group": group}
+                for (seed, _, _), o, half, lose in zip(pairs, outs, credit["half"], credit["lose"]):
+                    seed_wins, seed_ties = int(o["win"].sum()), int(o["tie"].sum())
+                    rates = {"half": _mean(half.to_numpy()), "lose": _mean(lose.to_numpy())}
+                    seed_rows.append(
+                        cell
+                        | {"seed": seed, "n": len(o), "wins": seed_wins, "tie_count": seed_ties}
+                        | {"losses": len(o) - seed_wins - seed_ties, "win_rate": rates[options.ties]}
+                        | {"win_rate_ties_half": rates["half"], "win_rate_ties_lose": rates["lose"]}
+                        | {"ties": options.ties}
+                    )
                 rows.append(
                     {
                         "method": method,
@@ -408,7 +449,10 @@ def head_to_head(
                 )
     frame = pd.DataFrame(rows, columns=HEAD_TO_HEAD_COLUMNS)
     frame["k"] = frame["k"].astype("Int64")
-    return frame
+    by_seed = pd.DataFrame(seed_rows, columns=HEAD_TO_HEAD_BY_SEED_COLUMNS)
+    by_seed["k"] = by_seed["k"].astype("Int64")
+    by_seed["seed"] = by_seed["seed"].astype("Int64")
+    return frame, by_seed
 
 
 REWARD_GAIN_COLUMNS = [

@@ -4,9 +4,10 @@ One table per SharedRep K, the K stated in its title (MaxMin, Uniform, Gold and 
 appear in every table): never K=16 scores next to K=2 win rates. Rows: minority proportion ×
 policy; columns: each group's mean gold score, then each group's win rate against the gold policy
 under the configured tie rule (`results.ties`), then under the other rule. A cell reads
-`value ± spread [interval]`: with two or more seeds ± is the standard error across seeds, with one
-it is the standard error over prompts; the bracket is the bootstrap interval over prompts; the
-caption says which (`uncertainty_note`). The best learned method (MaxMin, SharedRep, Uniform) per
+`value ± spread [interval]`: with two or more seeds ± is the standard error across seeds (or, with
+`results.spread: pooled`, upstream's standard error over all prompt × seed rows, labelled so in the
+title and note), with one it is the standard error over prompts; the bracket is the bootstrap interval
+over prompts; the caption says which (`uncertainty_note`). The best learned method (MaxMin, SharedRep, Uniform) per
 proportion and column is bold; Gold is the oracle reference and SFT the no-RLHF one, so neither competes.
 """
 
@@ -110,10 +111,12 @@ def _cell(value, spread, low, high, digits: int, pm: str, dash: str) -> str:
     return text
 
 
-def _cells(table: pd.DataFrame, bold: tuple[str, str], pm: str, dash: str, ties: str = "half") -> pd.DataFrame:
+def _cells(
+    table: pd.DataFrame, bold: tuple[str, str], pm: str, dash: str, ties: str = "half", spread: str = "seed"
+) -> pd.DataFrame:
     """Formatted cells: score and win rate `value ± spread [interval]`, the other tie rule's win rate;
-    bold markup around the best learned values."""
-    seeds = seed_spread_shown(table)
+    bold markup around the best learned values. `spread` "pooled" puts the pooled SEM after ±."""
+    seeds = seed_spread_shown(table) and spread == "seed"
     nan = pd.Series(float("nan"), index=table.index)
 
     def col(name: str) -> pd.Series:
@@ -141,10 +144,16 @@ def _bootstrap_kind(table: pd.DataFrame) -> str:
     return "within-seed" if "within-seed" in kinds else "cluster"
 
 
-def uncertainty_note(table: pd.DataFrame, ties: str = "half", confidence: float = 0.95) -> str:
+def uncertainty_note(table: pd.DataFrame, ties: str = "half", confidence: float = 0.95, spread: str = "seed") -> str:
     """What ± and [brackets] are in this table, and how a win and a tie are counted."""
     level = f"{confidence * 100:g}%"
-    if seed_spread_shown(table):
+    if seed_spread_shown(table) and spread == "pooled":
+        text = (
+            "± is the pooled standard error over all prompt × seed rows (upstream's ±, results.spread = pooled): it "
+            "counts evaluation noise only, not the spread between seeds (summary.csv has seed_sem_*); [brackets] "
+            f"the {level} bootstrap interval over prompts."
+        )
+    elif seed_spread_shown(table):
         n_seeds = int(pd.to_numeric(table["n_seeds"], errors="coerce").max())
         over = (
             f"[brackets] the {level} cluster-bootstrap interval over prompts (prompt ids drawn jointly for every seed)"
@@ -170,9 +179,15 @@ def uncertainty_note(table: pd.DataFrame, ties: str = "half", confidence: float 
     )
 
 
-def title(k: int | None) -> str:
+def title(k: int | None, pooled: bool = False) -> str:
     which = f"SharedRep K = {k}" if k is not None else "no SharedRep in this run"
-    return f"HH results, {which}: mean gold score per group, and win rate against the gold policy"
+    label = " (± pooled SEM over prompt × seed rows, as upstream)" if pooled else ""
+    return f"HH results, {which}: mean gold score per group, and win rate against the gold policy{label}"
+
+
+def _pooled(table: pd.DataFrame, spread: str) -> bool:
+    """True when ± is upstream's pooled SEM although the table has two or more seeds."""
+    return spread == "pooled" and seed_spread_shown(table)
 
 
 def _header(groups: list[str], ties: str) -> list[str]:
@@ -183,15 +198,18 @@ def _header(groups: list[str], ties: str) -> list[str]:
     )
 
 
-def to_markdown(table: pd.DataFrame, k: int | None, caption: str, ties: str = "half", confidence: float = 0.95) -> str:
-    cells = _cells(table, ("**", "**"), " ± ", "—", ties)
+def to_markdown(
+    table: pd.DataFrame, k: int | None, caption: str, ties: str = "half", confidence: float = 0.95, spread: str = "seed"
+) -> str:
+    cells = _cells(table, ("**", "**"), " ± ", "—", ties, spread)
     groups = groups_of(table)
     header = ["minority proportion p", "policy", *_header(groups, ties)]
-    lines = [f"**{title(k)}**", "", "| " + " | ".join(header) + " |", "|" + "---|" * 2 + "---:|" * (3 * len(groups))]
+    heading = f"**{title(k, _pooled(table, spread))}**"
+    lines = [heading, "", "| " + " | ".join(header) + " |", "|" + "---|" * 2 + "---:|" * (3 * len(groups))]
     lines += ["| " + " | ".join(row) + " |" for row in cells.astype(str).itertuples(index=False)]
     lines += [
         "",
-        f"_{caption} {uncertainty_note(table, ties, confidence)} Bold: best learned method per proportion._",
+        f"_{caption} {uncertainty_note(table, ties, confidence, spread)} Bold: best learned method per proportion._",
     ]
     return "\n".join(lines) + "\n"
 
@@ -214,18 +232,20 @@ def tex_escape(text: str) -> str:
     return "".join(_TEX.get(c, c) for c in str(text)).replace("±", r"$\pm$")
 
 
-def to_latex(table: pd.DataFrame, k: int | None, caption: str, ties: str = "half", confidence: float = 0.95) -> str:
+def to_latex(
+    table: pd.DataFrame, k: int | None, caption: str, ties: str = "half", confidence: float = 0.95, spread: str = "seed"
+) -> str:
     """A booktabs `table` environment (needs \\usepackage{booktabs}); best learned values in bold."""
-    cells = _cells(table, ("\\textbf{", "}"), " $\\pm$ ", "--", ties)
+    cells = _cells(table, ("\\textbf{", "}"), " $\\pm$ ", "--", ties, spread)
     groups = groups_of(table)
     u = len(groups)
-    note = uncertainty_note(table, ties, confidence).replace("½", "1/2")
+    note = uncertainty_note(table, ties, confidence, spread).replace("½", "1/2")
     spans = ["Gold score", f"Win rate vs gold, {RULE_TEX[ties]}", f"Win rate vs gold, {RULE_TEX[OTHER_RULE[ties]]}"]
     lines = [
         "\\begin{table}[t]",
         "\\centering",
         "\\small",
-        f"\\caption{{{tex_escape(title(k))}. {tex_escape(caption)} {tex_escape(note)} "
+        f"\\caption{{{tex_escape(title(k, _pooled(table, spread)))}. {tex_escape(caption)} {tex_escape(note)} "
         "Bold: best learned method per proportion.}",
         f"\\label{{tab:hh-{'k' + str(k) if k is not None else 'nok'}}}",
         "\\begin{tabular}{ll" + "r" * (3 * u) + "}",
@@ -248,7 +268,12 @@ def to_latex(table: pd.DataFrame, k: int | None, caption: str, ties: str = "half
 
 
 def write_tables(
-    summary: pd.DataFrame, out_dir: Path, caption: str, ties: str = "half", confidence: float = 0.95
+    summary: pd.DataFrame,
+    out_dir: Path,
+    caption: str,
+    ties: str = "half",
+    confidence: float = 0.95,
+    spread: str = "seed",
 ) -> list[Path]:
     """table_k<K>.{md,tex,csv} per SharedRep K (table_nok.* without SharedRep); returns the paths."""
     paths = []
@@ -256,8 +281,8 @@ def write_tables(
         table = paper_table(summary, k)
         stem = out_dir / (f"table_k{k}" if k is not None else "table_nok")
         pairs = [
-            (stem.with_suffix(".md"), to_markdown(table, k, caption, ties, confidence)),
-            (stem.with_suffix(".tex"), to_latex(table, k, caption, ties, confidence)),
+            (stem.with_suffix(".md"), to_markdown(table, k, caption, ties, confidence, spread)),
+            (stem.with_suffix(".tex"), to_latex(table, k, caption, ties, confidence, spread)),
         ]
         for path, text in pairs:
             path.write_text(text)
@@ -266,10 +291,12 @@ def write_tables(
     return paths
 
 
-def head_to_head_markdown(h2h: pd.DataFrame) -> str:
-    """SharedRep vs MaxMin win rate per K, proportion and group, with its interval."""
+def head_to_head_markdown(h2h: pd.DataFrame, confidence: float = 0.95, spread: str = "seed") -> str:
+    """SharedRep vs MaxMin win rate per K, proportion and group, ± across seeds (two or more) and its interval."""
     if h2h.empty:
         return "_No head-to-head comparison (the run lacks SharedRep or MaxMin)._\n"
+    several = "n_seeds" in h2h and bool((h2h["n_seeds"] >= 2).any())
+    pm_column = {"seed": "seed_sem_win_rate", "pooled": None}[spread] if several else None
     frame = pd.DataFrame(
         {
             "K": h2h["k"],
@@ -279,8 +306,11 @@ def head_to_head_markdown(h2h: pd.DataFrame) -> str:
             "wins / ties / losses": [
                 f"{w} / {t} / {loss}" for w, t, loss in zip(h2h["wins"], h2h["tie_count"], h2h["losses"])
             ],
-            "win rate [CI]": [
-                f"{r:.2f} [{lo:.2f}, {hi:.2f}]" for r, lo, hi in zip(h2h["win_rate"], h2h["ci_low"], h2h["ci_high"])
+            "win rate ± seed SEM [CI]" if pm_column else "win rate [CI]": [
+                _cell(r, pm, lo, hi, WIN_DIGITS, " ± ", "—")
+                for r, pm, lo, hi in zip(
+                    h2h["win_rate"], h2h[pm_column] if pm_column else [None] * len(h2h), h2h["ci_low"], h2h["ci_high"]
+                )
             ],
         }
     )
@@ -289,8 +319,13 @@ def head_to_head_markdown(h2h: pd.DataFrame) -> str:
     if f"win_rate_ties_{OTHER_RULE[ties]}" in h2h:
         frame[other] = [f"{r:.2f}" for r in h2h[f"win_rate_ties_{OTHER_RULE[ties]}"]]
     name = f"{NAMES.get(h2h['method'].iloc[0], h2h['method'].iloc[0])} vs {NAMES.get(h2h['opponent'].iloc[0], '?')}"
+    kind = h2h["bootstrap"].iloc[0] if "bootstrap" in h2h else "cluster"
+    across = ""
+    if pm_column:
+        seeds = int(h2h["n_seeds"].max())
+        across = f"± the standard error across the {seeds} per-seed win rates (`head_to_head_by_seed.csv`), "
     note = (
-        f"_A tie is an identical completion (or exactly equal scores); win rate [CI]: {RULE_LABEL[ties]}, with the "
-        f"bootstrap interval over prompts ({h2h['bootstrap'].iloc[0] if 'bootstrap' in h2h else 'cluster'})._"
+        f"_A tie is an identical completion (or exactly equal scores); win rate: {RULE_LABEL[ties]}, {across}with "
+        f"the {confidence * 100:g}% bootstrap interval over prompts ({kind})._"
     )
     return f"**Head to head: {name} on the same prompts**\n\n" + frame.to_markdown(index=False) + f"\n\n{note}\n"

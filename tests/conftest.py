@@ -62,3 +62,14 @@ def reference_run(tmp_path_factory):
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return run_dir, result
+
+
+@pytest.fixture(scope="session")
+def paper_dryrun_run(tmp_path_factory):
+    """One local `make paper-dryrun` per session, shared by test_paper_dryrun.py and test_slurm_executor.py:
+    (run directory, completed process)."""
+    run_dir = tmp_path_factory.mktemp("paper-dryrun") / "paper-dryrun"
+    command = [sys.executable, "-m", "sharedrep_utils", "paper-dryrun", "--run-dir", str(run_dir)]
+    result = subprocess.run(command, capture_output=True, text=True, env=sweep_env(), cwd=ROOT, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return run_dir, result

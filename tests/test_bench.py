@@ -89,14 +89,24 @@ def test_targets_say_met_or_not_by_direction_and_skip_what_was_not_measured():
     assert set(harness.TARGETS) == set(harness.AT_MOST)
 
 
-def test_machine_record_names_the_cpu_cores_matmul_rate_and_load():
-    machine = harness.machine_info(gflops=lambda: harness.matmul_gflops(n=128, repeats=2))
+def test_machine_record_names_the_cpu_cores_matmul_rate_and_load(monkeypatch):
+    monkeypatch.setattr(harness.os, "getloadavg", lambda: (1.234, 0.5, 2.0))  # what the OS reports
+    monkeypatch.setattr(harness.os, "cpu_count", lambda: 7)
+    machine = harness.machine_info(gflops=lambda: 12.5)
     assert isinstance(machine["cpu_model"], str) and machine["cpu_model"]
-    assert machine["cpus"] >= 1 and machine["torch_threads"] == torch.get_num_threads()
-    assert machine["matmul_gflops"] > 0
-    assert len(machine["load_avg_start"]) == 3 and all(x >= 0 for x in machine["load_avg_start"])
+    assert machine["cpus"] == 7 and machine["torch_threads"] == torch.get_num_threads()
+    assert machine["matmul_gflops"] == 12.5  # the rate the measuring function returned, recorded as is
+    assert machine["load_avg_start"] == [1.23, 0.5, 2.0]  # the OS's three values, rounded to 2 digits
     assert machine["torch"] == torch.__version__
     assert harness.machine_info(gflops=None)["matmul_gflops"] is None
+    monkeypatch.delattr(harness.os, "getloadavg")  # an OS without load averages
+    assert harness.machine_info(gflops=None)["load_avg_start"] is None
+
+
+def test_matmul_rate_is_two_n_cubed_flops_over_the_fastest_product(monkeypatch):
+    ticks = iter([0.0, 0.5, 10.0, 10.25, 20.0, 21.0])  # three timed products: 0.5 s, 0.25 s, 1 s
+    monkeypatch.setattr(harness.time, "perf_counter", lambda: next(ticks))
+    assert harness.matmul_gflops(n=500, repeats=3) == 1.0  # 2 · 500³ = 2.5e8 FLOPs in 0.25 s: 1.0 GFLOP/s
 
 
 def write_executed(path: Path, start: str, end: str, duration: float) -> None:

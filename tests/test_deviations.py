@@ -72,6 +72,10 @@ def test_the_table_names_the_issues_switches():
         "grpo.loss_type",
         "evaluation.prompts_per_seed",
         "reward_model.drop_long_pairs",
+        "grpo.use_bias_correction_kl",  # issue 22: tests/test_upstream_switches.py measures each one's effect
+        "grpo.gold_reward_text",
+        "sft.model_dtype",
+        "gold.dtype",
     } <= named
 
 
@@ -175,6 +179,12 @@ def no_inputs(monkeypatch):
         ("grpo", "grpo.loss_type", "bnpo"),
         ("gold-grpo", "gold.text", "chat"),
         ("evaluate", "gold.text", "chat"),
+        ("grpo", "grpo.use_bias_correction_kl", False),
+        ("gold-grpo", "grpo.gold_reward_text", "trl"),
+        ("gold-grpo", "gold.dtype", "bfloat16"),
+        ("responses", "gold.dtype", "bfloat16"),
+        ("evaluate", "gold.dtype", "auto"),
+        ("evaluate", "generation.chat_template", False),
     ],
 )
 def test_a_changed_switch_reruns_the_stage_it_changes(no_inputs, stage, key, value):

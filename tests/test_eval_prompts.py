@@ -42,8 +42,31 @@ def test_a_seeded_draw_repeats_and_differs_by_seed():
     again, _ = take_counted(HELD_OUT, 5, "data.n_eval_prompts", "held-out prompts", seed=42)
     other, _ = take_counted(HELD_OUT, 5, "data.n_eval_prompts", "held-out prompts", seed=123)
     assert first == again and first != other and record["draw_seed"] == 42
-    assert {e.prompt_id for e in first} <= {e.prompt_id for e in HELD_OUT}
-    assert first == [HELD_OUT[i] for i in np.random.default_rng(42).permutation(12)[:5]]
+    assert {e.prompt_id for e in first} <= {e.prompt_id for e in HELD_OUT} and len({e.prompt_id for e in first}) == 5
+
+
+def test_the_draw_takes_the_first_n_of_a_seeded_permutation(monkeypatch):
+    """With numpy's permutation planned (11, 3, 7, 0, 5, ...), the five drawn are those examples, in that order."""
+    seeds = []
+
+    class Planned:
+        def permutation(self, n):
+            assert n == 12
+            return np.array([11, 3, 7, 0, 5, 1, 2, 4, 6, 8, 9, 10])
+
+    monkeypatch.setattr(np.random, "default_rng", lambda seed: seeds.append(seed) or Planned())
+    drawn, _ = take_counted(HELD_OUT, 5, "data.n_eval_prompts", "held-out prompts", seed=7)
+    assert [e.prompt_id for e in drawn] == ["id11", "id03", "id07", "id00", "id05"] and seeds == [7]
+
+
+def test_the_seeded_draw_is_uniform_over_the_prompts():
+    """Over 600 seeds each of the 12 prompts is among the 5 drawn 600 · 5/12 = 250 times, give or take
+    √(600 · 5/12 · 7/12) ≈ 12: every count within 5 SD of 250."""
+    counts = dict.fromkeys((e.prompt_id for e in HELD_OUT), 0)
+    for seed in range(600):
+        for example in take_counted(HELD_OUT, 5, "data.n_eval_prompts", "held-out prompts", seed=seed)[0]:
+            counts[example.prompt_id] += 1
+    assert all(abs(c - 250) <= 5 * 12.1 for c in counts.values()), counts
 
 
 def length_reward(prompts, completions, **kwargs):
@@ -121,7 +144,10 @@ def test_the_same_prompts_for_every_seed_by_default_and_per_seed_with_the_switch
     assert ids(fixed, 1, "gold") == ids(fixed, 2, "gold") == ids(fixed, None, "sft") == first_five
     # the switch changes the stage's parameters, so each policy is evaluated again, on its seed's draw
     drawn = {seed: ids(per_seed, seed, "gold") for seed in (1, 2)}
-    assert drawn[1] == {HELD_OUT[i].prompt_id for i in np.random.default_rng(1).permutation(12)[:5]}
+    # each seed's draw is take_counted's with that seed (its draw is checked by hand above)
+    for seed in (1, 2):
+        expected = take_counted(HELD_OUT, 5, "data.n_eval_prompts", "held-out prompts", seed=seed, echo=False)[0]
+        assert drawn[seed] == {e.prompt_id for e in expected}
     assert drawn[1] != drawn[2] and all(len(d) == 5 for d in drawn.values())
     assert ids(per_seed, None, "sft") == first_five  # SFT has no seed: the fixed prompts
     manifest = read_manifest(eval_file(per_seed.run_path, policy_id(2, None, "gold")))

@@ -15,6 +15,34 @@ def within_binomial(count: int, n: int, p: float, sds: float = 5.0) -> bool:
     return abs(count - n * p) <= sds * np.sqrt(n * p * (1 - p))
 
 
+class PlannedDraws:
+    """Stands in for numpy's generator inside `groups`: `random(n)` returns planned uniforms, so the group of
+    every row is known by hand (minority where u < p, the rest split evenly over (p, 1]); records the seed."""
+
+    def __init__(self, values):
+        self.values, self.seeds = np.asarray(values, dtype=float), []
+
+    def __call__(self, seed):
+        self.seeds.append(seed)
+        return self
+
+    def random(self, n):
+        assert n == len(self.values)
+        return self.values.copy()
+
+
+@pytest.fixture
+def planned(monkeypatch):
+    """planned(values) makes the next assign_groups draws `values` (one uniform per row)."""
+
+    def plan(values) -> PlannedDraws:
+        draws = PlannedDraws(values)
+        monkeypatch.setattr("sharedrep_utils.groups.np.random.default_rng", draws)
+        return draws
+
+    return plan
+
+
 # --- assign_groups ----------------------------------------------------------------------------
 
 
@@ -40,6 +68,15 @@ def test_smaller_minority_is_a_subset_of_the_larger_for_the_same_seed(seed):
     large = assign_groups(5000, 0.1, ["minority", "majority"], "minority", seed) == "minority"
     assert small.sum() < large.sum()
     assert not (small & ~large).any()
+
+
+def test_each_rows_group_follows_its_uniform_draw(planned):
+    """p = 0.1, others [a, b]: u < 0.1 is the minority; (u − 0.1) / 0.9 · 2 below 1 is a, else b (by hand:
+    0.3 -> 0.44 a; 0.55 -> 1.0 b; 0.999 -> 1.998 b)."""
+    draws = planned([0.0, 0.099, 0.1, 0.3, 0.55, 0.56, 0.999])
+    groups = assign_groups(7, 0.1, ["a", "minority", "b"], "minority", seed=17)
+    assert list(groups) == ["minority", "minority", "a", "a", "b", "b", "b"]
+    assert draws.seeds == [17]  # drawn from the run's seed
 
 
 def test_three_groups_share_the_rest_equally_and_minority_can_be_listed_anywhere():
@@ -94,12 +131,12 @@ def responses_frame(n: int, helpful_first: bool = True) -> pd.DataFrame:
     return pd.DataFrame(records)
 
 
-def test_chosen_is_the_higher_score_for_the_rows_own_group_in_both_directions():
+def test_chosen_is_the_higher_score_for_the_rows_own_group_in_both_directions(planned):
     responses = responses_frame(400)
+    draws = planned(np.arange(400) / 400)  # row i draws i/400: rows 0..119 fall below p = 0.3, the minority
     pairs, counts = build_preferences(responses, TRAITS, WEIGHTS, "minority", 0.3, seed=1)
-    assert counts["pairs"] == len(pairs) == 400
-    expected_groups = assign_groups(400, 0.3, list(WEIGHTS), "minority", seed=1)
-    assert list(pairs["group"]) == list(expected_groups)
+    assert counts["pairs"] == len(pairs) == 400 and draws.seeds == [1]
+    assert list(pairs["group"]) == ["minority"] * 120 + ["majority"] * 280
     minority = pairs[pairs["group"] == "minority"]
     majority = pairs[pairs["group"] == "majority"]
     assert len(minority) > 0 and len(majority) > 0
@@ -157,15 +194,14 @@ def test_upstreams_rule_keeps_ties_and_identical_responses_with_response_0_chose
         build_preferences(responses, TRAITS, WEIGHTS, "minority", 0.3, seed=2, ties="random")
 
 
-def test_a_tie_for_one_group_only_drops_only_that_groups_rows():
+def test_a_tie_for_one_group_only_drops_only_that_groups_rows(planned):
     # rows 0..99: helpful equal, harmless different, so the minority (helpful only) ties there
     responses = responses_frame(300)
     responses.loc[0:99, "helpful_1"] = responses.loc[0:99, "helpful_0"]
-    groups = assign_groups(300, 0.3, list(WEIGHTS), "minority", seed=9)
+    planned((np.arange(300) % 10) / 10)  # u = 0.0, 0.1, ..., 0.9 repeating: rows with i % 10 < 3 are minority
     pairs, counts = build_preferences(responses, TRAITS, WEIGHTS, "minority", 0.3, seed=9)
-    tied = {f"p{i}" for i in range(100) if groups[i] == "minority"}
-    assert len(tied) > 0
-    assert counts["dropped_ties"] == len(tied)
+    tied = {f"p{i}" for i in range(100) if i % 10 < 3}  # 30 minority rows among the tied 100
+    assert counts["dropped_ties"] == 30
     assert set(pairs["prompt_id"]) == {f"p{i}" for i in range(300)} - tied
     # where the majority still decides, it prefers the more harmless response
     majority_early = pairs[(pairs["group"] == "majority") & pairs["prompt_id"].isin({f"p{i}" for i in range(100)})]
@@ -181,12 +217,11 @@ def test_the_error_names_only_the_group_without_pairs():
     assert "minority" in str(info.value) and "majority" not in str(info.value) and "mid" not in str(info.value)
 
 
-def test_a_group_with_no_pairs_is_an_error_naming_it():
+def test_a_group_with_no_pairs_is_an_error_naming_it(planned):
     responses = responses_frame(5)
-    # p = 0.01 on 5 rows: with this seed no row is a minority row
-    seed = next(s for s in range(100) if not (assign_groups(5, 0.01, list(WEIGHTS), "minority", s) == "minority").any())
+    planned([0.2, 0.5, 0.9, 0.01, 0.3])  # p = 0.01 on 5 rows, every draw at or above it: no minority row
     with pytest.raises(ValueError, match="minority") as info:
-        build_preferences(responses, TRAITS, WEIGHTS, "minority", 0.01, seed=seed)
+        build_preferences(responses, TRAITS, WEIGHTS, "minority", 0.01, seed=0)
     assert "majority" not in str(info.value)
 
 

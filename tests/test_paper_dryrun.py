@@ -244,11 +244,10 @@ def dryrun_command(run_dir: Path, *extra: str) -> list[str]:
 
 
 @pytest.mark.integration
-def test_paper_dryrun_end_to_end(tmp_path):
-    """`make paper-dryrun`: the paper profile's six stages on the stand-ins, offline, on a CPU."""
-    run = tmp_path / "paper-dryrun"
-    result = subprocess.run(dryrun_command(run), capture_output=True, text=True, env=sweep_env(), cwd=ROOT, timeout=900)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+def test_paper_dryrun_end_to_end(paper_dryrun_run):
+    """`make paper-dryrun`: the paper profile's six stages on the stand-ins, offline, on a CPU (the run is
+    conftest's `paper_dryrun_run`, which test_slurm_executor.py compares the SLURM executor's run with)."""
+    run, result = paper_dryrun_run
     assert "[paper-dryrun] profile paper, with only these overrides" in result.stdout
     assert "[sharedrep] CPU run: ignoring GPU-only options bf16" in "".join(
         p.read_text() for p in (run / "notebooks").glob("01_sft*.ipynb")

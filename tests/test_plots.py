@@ -16,7 +16,6 @@ from sharedrep_utils.stages import results
 
 FIGURES = [
     "gold_score_vs_proportion",
-    "gold_score_vs_proportion_seeds",
     "win_rate_vs_proportion",
     "k_ablation",
     "rm_accuracy_vs_proportion",
@@ -44,7 +43,7 @@ def test_results_from_saved_files_in_seconds(built):
         assert {f"{figure}.png", f"{figure}.pdf"} <= names, figure
         assert (out / f"{figure}.pdf").read_bytes().startswith(b"%PDF")
     expected = ["summary.csv", "summary_by_seed.csv", "head_to_head.csv", "rm_accuracy.csv", "summary.md"]
-    expected += ["reward_gain.csv"]
+    expected += ["reward_gain.csv", "head_to_head_by_seed.csv", "preference_data.csv"]
     expected += [f"table_k{k}.{ext}" for k in (2, 16) for ext in ("md", "tex", "csv")]
     assert set(expected) <= names
     assert read_manifest(out)["files"] == sorted(names - {"manifest.json"})
@@ -56,6 +55,10 @@ def test_every_figure_caption_names_profile_seeds_and_n(built):
         caption = Image.open(results_dir(cfg.run_path) / f"{figure}.png").text["Description"]
         assert "Profile smoke" in caption, figure
         assert "seeds 1, 2" in caption and f"n = {N_PROMPTS} held-out prompts" in caption, caption
+    for figure in ("gold_score_vs_proportion", "win_rate_vs_proportion", "k_ablation"):  # two seeds: seed-level bars
+        caption = Image.open(results_dir(cfg.run_path) / f"{figure}.png").text["Description"]
+        assert "Error bars: ± standard error across the 2 per-seed values" in caption, figure
+        assert "CI" not in caption, figure
 
 
 def test_summary_keeps_the_pipeline_contract(built):
@@ -122,7 +125,19 @@ def test_reward_gain_file_has_a_gold_min_row_per_grpo_policy_and_seed(built):
     assert set(gain["reward"]) == {"gold_min"}  # the fake evaluations hold no training-reward columns
     assert (gain["n"] == N_PROMPTS).all()
     assert ((gain["ci_low"] <= gain["mean_gain_vs_sft"]) & (gain["mean_gain_vs_sft"] <= gain["ci_high"])).all()
-    assert gain["mean_gain_vs_sft"].tolist() == pytest.approx((gain["mean_policy"] - gain["mean_sft"]).tolist())
+
+    # each gain recomputed from the evaluation files: the min over groups per prompt, matched by prompt id
+    def gold_min(pid: str) -> pd.Series:
+        table = pd.read_parquet(cfg.run_path / "eval" / f"{pid}.parquet").set_index("prompt_id")
+        return table[["group_minority", "group_majority"]].min(axis=1)
+
+    sft = gold_min("sft")
+    for row in gain.itertuples():
+        method = row.method if pd.isna(row.k) else f"{row.method}-k{int(row.k)}"
+        pid = f"seed{row.seed}-gold" if row.method == "gold" else f"seed{row.seed}-prop{row.proportion:g}-{method}"
+        policy = gold_min(pid)
+        assert row.mean_gain_vs_sft == pytest.approx((policy - sft.reindex(policy.index)).mean()), pid
+        assert (row.mean_sft, row.mean_policy) == (pytest.approx(sft.mean()), pytest.approx(policy.mean()))
 
 
 def test_rm_accuracy_rows_carry_a_wilson_interval(built):

@@ -217,11 +217,33 @@ def test_results_overview_formats_intervals_and_missing_win_rates():
          "ci_low_gold_score": [0.8, 0.1], "ci_high_gold_score": [1.2, 0.9], "win_rate_vs_gold": [None, 0.25],
          "win_rate_ci_low": [None, 0.0], "win_rate_ci_high": [None, 0.5], "seed_sd_gold_score": [None, 0.05]}
     )  # fmt: skip
-    view = report.results_overview(summary)
+    view = report.results_overview(summary)  # no n_seeds column: one seed, so ± is over prompts
     assert view["policy"].tolist() == ["Gold", "SharedRep (K=2)"]
-    assert view["mean ± SEM"].tolist() == ["1.000 ± 0.100", "0.500 ± 0.200"]
-    assert view["mean [CI]"].tolist() == ["1.000 [0.800, 1.200]", "0.500 [0.100, 0.900]"]
-    assert view["win rate vs gold [CI]"].tolist() == ["—", "0.25 [0.00, 0.50]"]
+    assert view["mean ± SEM over prompts"].tolist() == ["1.000 ± 0.100", "0.500 ± 0.200"]
+    assert view["mean [CI over prompts]"].tolist() == ["1.000 [0.800, 1.200]", "0.500 [0.100, 0.900]"]
+    assert view["win rate vs gold ± SEM over prompts [CI over prompts]"].tolist() == ["—", "0.25 [0.00, 0.50]"]
+
+
+def test_results_overview_shows_the_seed_sem_with_two_seeds_and_the_pooled_one_only_when_asked():
+    """Per-seed means 0.2 and 0.8: SD |0.8 − 0.2| / √2 = 0.424, seed SEM 0.424 / √2 = 0.3, where the pooled
+    rows' SEM is 0.01: the overview shows 0.3 unless the pooled one is asked for (labelled)."""
+    summary = pd.DataFrame(
+        {"method": ["uniform", "sft"], "k": pd.array([None, None], dtype="Int64"), "proportion": [0.05, 0.05],
+         "group": ["minority"] * 2, "n": [400, 200], "n_seeds": [2, 1], "mean_gold_score": [0.5, 0.7],
+         "sem_gold_score": [0.01, 0.02], "seed_sem_gold_score": [0.3, None], "ci_low_gold_score": [0.48, 0.66],
+         "ci_high_gold_score": [0.52, 0.74], "win_rate_vs_gold": [0.4, 0.9], "sem_win_rate": [0.02, 0.03],
+         "seed_sem_win_rate": [0.25, 0.05], "win_rate_ci_low": [0.36, 0.84], "win_rate_ci_high": [0.44, 0.96]}
+    )  # fmt: skip
+    view = report.results_overview(summary)
+    assert view["mean ± seed SEM"].tolist() == ["0.500 ± 0.300", "0.700"]  # SFT ran once: no ± on its score
+    assert view["win rate vs gold ± seed SEM [CI over prompts]"].tolist() == [
+        "0.40 ± 0.25 [0.36, 0.44]",
+        "0.90 ± 0.05 [0.84, 0.96]",
+    ]
+    pooled = report.results_overview(summary, "pooled")
+    label = "± pooled SEM (prompt × seed rows)"
+    assert pooled[f"mean {label}"].tolist() == ["0.500 ± 0.010", "0.700 ± 0.020"]
+    assert pooled[f"win rate vs gold {label} [CI over prompts]"].iloc[0] == "0.40 ± 0.02 [0.36, 0.44]"
 
 
 def test_sft_samples_uses_held_out_prompts_greedily(tmp_path, monkeypatch):

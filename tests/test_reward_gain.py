@@ -116,10 +116,16 @@ def test_the_gold_training_reward_reuses_the_loaded_gold_models_and_is_the_min_o
     reward = rewards.reward_function(cfg, 1, None, "gold", "cpu", gold_scorer=scorer)
     assert reward.scorer is scorer  # evaluation loads the gold models once
     prompts, replies = ["\n\nHuman: hi", "\n\nHuman: bye"], ["Great, thanks a lot!", "The bus leaves at noon."]
-    groups = scorer.groups(scorer.traits(prompts, replies))
-    expected = np.minimum(groups["minority"], groups["majority"])
-    np.testing.assert_allclose(rewards.training_reward(reward, prompts, replies), expected)
-    assert groups["minority"][0] < groups["majority"][0] and groups["majority"][1] < groups["minority"][1]
+    # the smoke profile's gold traits from the two libraries themselves, weighted by hand (smoke.yaml):
+    # minority = 0.7 (1 - |VADER compound|) + 0.3 (1 - P(offensive)), majority = 0.7 compound + 0.3 (1 - P(offensive))
+    from profanity_check import predict_prob
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+    compound = np.array([SentimentIntensityAnalyzer().polarity_scores(r)["compound"] for r in replies])
+    harmless = 1.0 - np.asarray(predict_prob(replies), dtype=float)
+    minority, majority = 0.7 * (1 - np.abs(compound)) + 0.3 * harmless, 0.7 * compound + 0.3 * harmless
+    assert minority[0] < majority[0] and majority[1] < minority[1]  # the groups disagree on these two replies
+    np.testing.assert_allclose(rewards.training_reward(reward, prompts, replies), np.minimum(minority, majority))
 
 
 def test_embedding_relevance_is_the_cosine_of_the_last_question_and_the_reply(tmp_path):
@@ -132,7 +138,20 @@ def test_embedding_relevance_is_the_cosine_of_the_last_question_and_the_reply(tm
     prompts = ["\n\nHuman: hi\n\nAssistant: hello\n\nHuman: boil an egg?", "\n\nHuman: capital of France?"]
     values = score(prompts, ["boil an egg?", "short answers and long answers"])
     assert values[0] == pytest.approx(1.0, abs=1e-5)  # the reply is the last question itself
-    assert -1 <= values[1] < 1
+    # by hand: the encoder's token states averaged (one text, no padding), normalised, and their dot product
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    tokenizer, model = AutoTokenizer.from_pretrained(encoder), AutoModel.from_pretrained(encoder).eval()
+
+    def embed(text: str) -> torch.Tensor:
+        with torch.no_grad():
+            states = model(**tokenizer([text], return_tensors="pt", truncation=True, max_length=32)).last_hidden_state
+        vector = states[0].mean(dim=0)
+        return vector / vector.norm()
+
+    expected = float(embed("capital of France?") @ embed("short answers and long answers"))
+    assert abs(expected) < 0.99 and values[1] == pytest.approx(expected, abs=1e-5)
 
 
 def test_notebook_05_compares_with_the_sft_evaluation_or_says_why_it_cannot(tmp_path):

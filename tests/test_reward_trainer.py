@@ -224,7 +224,14 @@ def test_stage_trains_each_method_once_and_grpo_loads_it(backbones, tmp_path, mo
         [{"role": "assistant", "content": "a rude reply"}],
     ]
     values = reward(prompts, completions)
-    assert len(values) == 2 and all(isinstance(v, float) for v in values)
+    # the reward GRPO calls is the min over the saved model's two group rewards of the same HH texts
+    saved = MinOverGroupsReward(out / "sharedrep-k2", cfg.reward_model)
+    per_group = saved.all_rewards(
+        ["\n\nHuman: question 1?", "\n\nHuman: question 2?"], ["a kind and helpful answer", "a rude reply"]
+    )
+    assert per_group.shape == (2, 2)
+    assert values == pytest.approx([min(row) for row in per_group.tolist()], abs=1e-6)
+    assert values[0] != values[1]  # the two replies get different rewards
     # a second run with the same parameters is read from the manifest, nothing retrains
     calls.clear()
     stage.main(cfg, 0, 0.5)

@@ -36,8 +36,27 @@ def test_summary_contract(finished_run):
     assert (summary.loc[summary["method"] == "sharedrep", "k"].astype(str) == "2").all()
     assert (summary.loc[summary["method"] != "sharedrep", "k"] == "").all()
     assert (summary["n"] == 24).all()
-    learned = summary[~summary["method"].isin(["gold"])]
-    assert learned["win_rate_vs_gold"].astype(float).between(0, 1).all()
+    # every learned policy's mean and win rate recomputed from the evaluation files: seed 42 against its gold
+    # policy, prompts matched by id; a win is a higher score with a different completion, a tie (the same
+    # completion, or equal scores) counts 1/2 (results.ties: half) or nothing (ties lose)
+    gold = pd.read_parquet(run_dir / "eval" / "seed42-gold.parquet").set_index("prompt_id")
+    policies = [("maxmin", "maxmin", ""), ("sharedrep-k2", "sharedrep", "2"), ("uniform", "uniform", "")]
+    for prop in ("0.2", "0.4"):
+        for policy, method, k in policies:
+            ours = pd.read_parquet(run_dir / "eval" / f"seed42-prop{prop}-{policy}.parquet").set_index("prompt_id")
+            for group in ("minority", "majority"):
+                row = summary[
+                    (summary["method"] == method) & (summary["k"].astype(str) == k)
+                    & (summary["proportion"] == float(prop)) & (summary["group"] == group)
+                ]  # fmt: skip
+                assert len(row) == 1
+                column = f"group_{group}"
+                assert float(row["mean_gold_score"].iloc[0]) == pytest.approx(ours[column].mean())
+                ref = gold.loc[ours.index]
+                tie = (ours["completion"] == ref["completion"]) | (ours[column] == ref[column])
+                win = ~tie & (ours[column] > ref[column])
+                assert float(row["win_rate_vs_gold"].iloc[0]) == pytest.approx((win.sum() + 0.5 * tie.sum()) / 24)
+                assert float(row["win_rate_vs_gold_ties_lose"].iloc[0]) == pytest.approx(win.sum() / 24)
     figures = {p.name for p in (run_dir / "results").glob("*.png")}
     assert {"gold_score_vs_proportion.png", "win_rate_vs_proportion.png"} <= figures
 

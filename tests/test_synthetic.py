@@ -99,13 +99,39 @@ def test_sweep_returns_tidy_columns_and_summary():
     assert len(df) == 3 * 2 * 4 * cfg.n_groups
     assert set(df["method"]) == {"maxmin", "sharedrep", "uniform"}
     assert set(df.loc[df["method"] == "sharedrep", "k"]) == {2, 4}
-    assert df["accuracy"].between(0, 1).all() and df["param_error"].between(0, 2).all()
+    # every accuracy is a count of correctly ranked held-out pairs over the group's n_test_pairs
+    correct = df["accuracy"] * cfg.n_test_pairs
+    assert correct.sub(correct.round()).abs().max() < 1e-4
+    # each seed and cell trains on exactly n_pairs pairs, split among the groups
+    per_cell = df[df["method"] == "maxmin"].groupby(["seed", "proportion", "n_pairs"])["n_train_group"].sum()
+    assert per_cell.reset_index().apply(lambda r: r["n_train_group"] == r["n_pairs"], axis=1).all()
     summary = summarize(df)
     assert {"accuracy_mean", "accuracy_sem", "param_error_mean", "param_error_sem", "n_seeds"} <= set(summary.columns)
     assert (summary["n_seeds"] == 2).all() and set(summary["role"]) == {"minority", "majority"}
     assert len(summary) == 3 * 4 * 2
     table = accuracy_table(summary, 100, [0.1, 0.3])
     assert table.shape == (4, 4) and "MaxMin" in table.index
+
+
+def test_summarize_averages_a_seeds_majority_groups_then_takes_the_sem_over_seeds():
+    rows, groups, roles = [], ["minority", "majority1", "majority2"], ["minority", "majority", "majority"]
+    for seed, values in {0: [0.6, 0.8, 0.6], 1: [0.8, 0.9, 0.7]}.items():  # minority, majority1, majority2
+        for group, role, value in zip(groups, roles, values):
+            rows.append(
+                {"method": "maxmin", "k": None, "proportion": 0.1, "n_pairs": 100, "seed": seed, "group": group,
+                 "role": role, "n_train_group": 0, "accuracy": value, "param_error": 1 - value}
+            )  # fmt: skip
+    summary = summarize(pd.DataFrame(rows, columns=RESULT_COLUMNS)).set_index("role")
+    # minority: seeds 0.6 and 0.8 -> mean 0.7, SD 0.2/√2, SEM 0.1
+    assert summary.loc["minority", "accuracy_mean"] == pytest.approx(0.7)
+    assert summary.loc["minority", "accuracy_sem"] == pytest.approx(0.1)
+    # majority: per seed (0.8 + 0.6)/2 = 0.7 and (0.9 + 0.7)/2 = 0.8 -> mean 0.75, SEM 0.05 over 2 seeds (not 4 rows)
+    assert summary.loc["majority", "accuracy_mean"] == pytest.approx(0.75)
+    assert summary.loc["majority", "accuracy_sem"] == pytest.approx(0.05)
+    assert summary.loc["majority", "param_error_mean"] == pytest.approx(0.25)
+    assert (summary["n_seeds"] == 2).all()
+    table = accuracy_table(summary.reset_index(), 100, [0.1])
+    assert table.loc["MaxMin", (0.1, "minority")] == "0.700 ± 0.100"
 
 
 @pytest.mark.parametrize(

@@ -44,6 +44,9 @@ def params(cfg: Config, seed: int | None, proportion: float | None, method: str)
         "traits": {n: asdict(t) for n, t in cfg.gold.traits.items()},
         "groups": cfg.gold.groups,
         "gold_text": cfg.gold.text,
+        # settings added later enter only when changed, so runs made before them keep their hashes
+        **({"gold_dtype": cfg.gold.dtype} if cfg.gold.dtype != "float32" else {}),
+        **({"chat_template": False} if not cfg.generation.chat_template else {}),
         "seed": seed,
     }
 
@@ -123,6 +126,7 @@ def main(cfg: Config, seed: int | None, proportion: float | None, method: str) -
             temperature=ev.temperature,
             top_p=ev.top_p,
             seed=ev.seed + start,  # one sampling seed for every policy: differences come from the policies
+            chat_template=cfg.generation.chat_template,  # false: upstream's --disable_chat_template, here too
             keep_run_on=cfg.gold.text == "chat",  # upstream's chat text keeps run-on turns (docs/deviations.md)
         ),
         [e.prompt for e in prompts],

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 
+from .. import calibration
 from ..config import Config
 from ..distributed import is_main, stage_output  # only the main process writes under accelerate launch
 from ..hh_data import load_hh, take_counted, to_messages
@@ -20,6 +21,9 @@ from ..rewards import reward_function
 from ..runs import is_done, locked, policy_dir, read_manifest, require, rm_dir, sft_dir
 from ..training import trainer_arguments
 
+# settings added after runs were made, at their defaults: left out of the hash (params)
+LATER_DEFAULTS = {"use_bias_correction_kl": True, "gold_reward_text": "scored"}
+
 
 def params(cfg: Config, seed: int, proportion: float | None, method: str) -> dict:
     check_policy(method, ["gold", *cfg.policy_methods()])
@@ -27,14 +31,20 @@ def params(cfg: Config, seed: int, proportion: float | None, method: str) -> dic
         {
             "gold": {"traits": {n: asdict(t) for n, t in cfg.gold.traits.items()}, "groups": cfg.gold.groups},
             "gold_text": cfg.gold.text,
+            **({"gold_dtype": cfg.gold.dtype} if cfg.gold.dtype != "float32" else {}),
         }
         if method == "gold"
         else {"rm": require(rm_dir(cfg.run_path, seed, proportion), "03_reward_models")["params_hash"]}
     )
+    # the calibrated min (calibration.py) only when on: a switch that is off changes no existing hash
+    calibrated = {"calibration": asdict(cfg.calibration)} if cfg.calibration.mode != "none" and method != "gold" else {}
+    # settings added later enter the hash only when changed, so runs made before them keep their hashes
+    grpo = {k: v for k, v in asdict(cfg.grpo).items() if k not in LATER_DEFAULTS or v != LATER_DEFAULTS[k]}
     return {
         "sft": require(sft_dir(cfg.run_path), "01_sft")["params_hash"],
         **upstream,
-        "grpo": asdict(cfg.grpo),
+        **calibrated,
+        "grpo": grpo,
         "n_grpo_prompts": cfg.data.n_grpo_prompts or cfg.data.n_preference_prompts,
         "method": method,
         "seed": seed,
@@ -60,6 +70,7 @@ def grpo_arguments(cfg: Config, device: str, seed: int, output_dir, **changes):
         temperature=g.temperature,
         logging_steps=g.logging_steps,
         loss_type=g.loss_type,
+        use_bias_correction_kl=g.use_bias_correction_kl,
         model_init_kwargs={"trust_remote_code": cfg.policy.trust_remote_code},
     )
     common = {**trainer_arguments(device, seed, output_dir, g.trainer_kwargs), **changes}
@@ -93,9 +104,13 @@ def main(cfg: Config, seed: int, proportion: float | None, method: str) -> list[
         inputs["reward_heads"] = rm_dir(cfg.run_path, seed, proportion) / method
     with stage_output(out, "grpo", p, seed=seed, inputs=inputs) as stage:
         args = grpo_arguments(cfg, device, seed, stage["path"] / "trainer")
+        reward = reward_function(cfg, seed, proportion, method, device, tokenizer, fit_calibration=True)
+        if getattr(reward, "calibration", None) is not None:  # recorded with the policy; evaluation reads it
+            calibration.write(reward.calibration, stage["path"])
+            stage["extra"]["calibration"] = reward.calibration
         trainer = GRPOTrainer(
             model=str(sft_model),  # a path, so TRL can build the reference model from it
-            reward_funcs=[reward_function(cfg, seed, proportion, method, device, tokenizer)],
+            reward_funcs=[reward],
             args=args,
             train_dataset=dataset,
             processing_class=tokenizer,

@@ -25,6 +25,7 @@ def params(cfg: Config) -> dict:
         "generation": asdict(cfg.generation),
         "traits": {name: asdict(t) for name, t in cfg.gold.traits.items()},
         "gold_text": cfg.gold.text,
+        **({"gold_dtype": cfg.gold.dtype} if cfg.gold.dtype != "float32" else {}),  # added later: see grpo.params
         "keep_run_on": keep_run_on(cfg),
         "seed": cfg.seed,
     }

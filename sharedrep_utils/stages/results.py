@@ -3,8 +3,11 @@ files, reward-model metrics.json, GRPO training logs, manifests): no model is lo
 seconds on a finished run directory, also one copied back from a GPU machine.
 
 Output (results/): summary.csv (pooled over seeds), summary_by_seed.csv, head_to_head.csv,
-rm_accuracy.csv, reward_gain.csv (did RL climb: each policy's training reward and the gold min over groups,
-policy minus SFT on the same prompts), table_k<K>.{md,tex,csv}, summary.md, and figures as PNG + PDF.
+head_to_head_by_seed.csv, preference_data.csv (prompts, group disagreement, identical pairs),
+contrasts.csv and contrasts_by_seed.csv (the declared primary contrast and the secondary ones, the seed
+as the unit: contrasts.py), rm_accuracy.csv, reward_gain.csv (did RL climb: each policy's training reward
+and the gold min over groups, policy minus SFT on the same prompts), table_k<K>.{md,tex,csv}, summary.md,
+and figures as PNG + PDF.
 """
 
 from __future__ import annotations
@@ -15,10 +18,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from .. import plots, tables
+from .. import contrasts, plots, tables
 from ..config import Config
 from ..launcher import command_line
-from ..methods import split_method
+from ..methods import rank_notice, split_method
 from ..report import training_curves
 from ..runs import (
     eval_file,
@@ -28,12 +31,13 @@ from ..runs import (
     policy_id,
     read_manifest,
     require,
+    responses_dir,
     results_dir,
     rm_dir,
     sft_dir,
     stage_output,
 )
-from ..stats import Options, accuracy_interval, head_to_head, reward_gain, summarize_all
+from ..stats import Options, accuracy_interval, head_to_head_all, reward_gain, summarize_all
 
 
 def planned_policies(cfg: Config) -> list[tuple[int | None, float | None, str]]:
@@ -73,7 +77,7 @@ def params(cfg: Config) -> dict:
 
 def options(cfg: Config) -> Options:
     r = cfg.results
-    return Options(r.ties, r.n_bootstrap, r.confidence, r.bootstrap_seed)
+    return Options(r.ties, r.n_bootstrap, r.confidence, r.bootstrap_seed, r.spread)
 
 
 def load_evals(cfg: Config) -> dict[tuple[int | None, float | None, str], pd.DataFrame]:
@@ -188,24 +192,48 @@ def prompt_shortfall(cfg: Config) -> str | None:
     )
 
 
+def source_label(source: str) -> str:
+    """The data source for a caption: a local directory by its name only (no machine path in a figure)."""
+    kind, _, where = source.partition(":")
+    return f"{kind}:{Path(where).name}" if kind == "local" and where else source
+
+
+def preference_data_frame(cfg: Config) -> pd.DataFrame:
+    """From the responses manifest: prompts, the share of response pairs the groups rank differently (the
+    group disagreement notebook 02 shows), identical pairs; empty when the stage left no manifest."""
+    columns = ["n_prompts", "group_disagreement", "identical_pairs"]
+    manifest = read_manifest(responses_dir(cfg.run_path)) or {}
+    if "group_disagreement" not in manifest:
+        return pd.DataFrame(columns=columns)
+    return pd.DataFrame([{c: manifest.get(c) for c in columns}], columns=columns)
+
+
 def caption(cfg: Config, by_seed: pd.DataFrame) -> str:
     """The line under every figure and table: profile, seeds, n, data source, decoding."""
     sft = read_manifest(sft_dir(cfg.run_path)) or {}
-    ev = cfg.evaluation
     ns = sorted({int(n) for n in by_seed["n"]}) or [0]
-    per_seed = f"{ns[0]}" if len(ns) == 1 else f"{ns[0]}-{ns[-1]}"
-    decoding = f"sampling (T={ev.temperature:g}, top-p={ev.top_p:g}, seed {ev.seed})" if ev.do_sample else "greedy"
-    which = "drawn per seed, SFT on the first n by id" if ev.prompts_per_seed else "the same prompts for every seed"
-    text = (
-        f"Profile {cfg.profile}; seeds {', '.join(map(str, cfg.sweep.seeds))}; n = {per_seed} held-out prompts per "
-        f"policy and seed ({which}; pooled over seeds); {decoding} decoding, {ev.max_new_tokens} new tokens; "
-        f"data {sft.get('data_source', '?')}."
-    )
+    text = caption_line(cfg, ns, sft.get("data_source", "?"))
     shortfall = prompt_shortfall(cfg)
     if shortfall:
         text += f" {shortfall}"
+    notice = rank_notice(cfg)  # K >= U: said, not hidden
+    if notice:
+        text += f" {notice}"
     warning = sft.get("data_warning")
     return f"{warning} {text}" if warning else text
+
+
+def caption_line(cfg: Config, ns: list[int], data_source: str) -> str:
+    """The caption from the settings, the prompts per policy and seed (`ns`) and the data source."""
+    ev = cfg.evaluation
+    per_seed = f"{ns[0]}" if len(ns) == 1 else f"{ns[0]}-{ns[-1]}"
+    decoding = f"sampling (T={ev.temperature:g}, top-p={ev.top_p:g}, seed {ev.seed})" if ev.do_sample else "greedy"
+    which = "drawn per seed, SFT on the first n by id" if ev.prompts_per_seed else "the same prompts for every seed"
+    return (
+        f"Profile {cfg.profile}; seeds {', '.join(map(str, cfg.sweep.seeds))}; n = {per_seed} held-out prompts per "
+        f"policy and seed ({which}; pooled over seeds); {decoding} decoding, {ev.max_new_tokens} new tokens; "
+        f"data {source_label(data_source)}."
+    )
 
 
 def build(cfg: Config, out: Path) -> dict[str, pd.DataFrame]:
@@ -214,27 +242,31 @@ def build(cfg: Config, out: Path) -> dict[str, pd.DataFrame]:
     opts = options(cfg)
     evals = load_evals(cfg)
     summary, by_seed = summarize_all(evals, groups, opts)
-    h2h = head_to_head(evals, groups, "sharedrep", "maxmin", opts)
+    h2h, h2h_by_seed = head_to_head_all(evals, groups, "sharedrep", "maxmin", opts)
     gain = reward_gain(evals, groups, opts)
+    contrast, contrast_by_seed = contrasts.contrast_tables(evals, cfg)
     rm = rm_metrics_frame(cfg)
     curves = curves_frame(cfg)
     text = caption(cfg, by_seed)
     summary.to_csv(out / "summary.csv", index=False)
     by_seed.to_csv(out / "summary_by_seed.csv", index=False)
     h2h.to_csv(out / "head_to_head.csv", index=False)
+    h2h_by_seed.to_csv(out / "head_to_head_by_seed.csv", index=False)
+    preference_data_frame(cfg).to_csv(out / "preference_data.csv", index=False)
     rm.to_csv(out / "rm_accuracy.csv", index=False)
     gain.to_csv(out / "reward_gain.csv", index=False)
-    table_paths = tables.write_tables(summary, out, text, opts.ties, opts.confidence)
-    sections = [p.read_text() for p in table_paths if p.suffix == ".md"]
-    sections.append(tables.head_to_head_markdown(h2h))
+    contrast.to_csv(out / "contrasts.csv", index=False)
+    contrast_by_seed.to_csv(out / "contrasts_by_seed.csv", index=False)
+    table_paths = tables.write_tables(summary, out, text, opts.ties, opts.confidence, opts.spread)
+    sections = [contrasts.contrasts_markdown(contrast)]  # the declared contrast first: what the run claims
+    sections += [p.read_text() for p in table_paths if p.suffix == ".md"]
+    sections.append(tables.head_to_head_markdown(h2h, opts.confidence, opts.spread))
     (out / "summary.md").write_text("\n".join(sections) + f"\n_{text}_\n")
-    plots.gold_score_figure(summary, out, text)
-    if summary["n_seeds"].max() > 1:
-        plots.seed_gold_score_figure(summary, out, text)
-    plots.win_rate_figure(summary, out, text)
+    plots.gold_score_figure(summary, out, text, opts.confidence)  # seed-level bars with two or more seeds
+    plots.win_rate_figure(summary, out, text, opts.confidence)
     plots.score_distribution_figure(score_frame(evals, groups), out, text)
     if summary["method"].eq("sharedrep").any():
-        plots.k_ablation_figure(summary, out, text)
+        plots.k_ablation_figure(summary, out, text, opts.confidence)
     if len(rm):
         plots.rm_accuracy_figure(rm, out, text)
     else:
@@ -248,6 +280,7 @@ def build(cfg: Config, out: Path) -> dict[str, pd.DataFrame]:
         "by_seed": by_seed,
         "head_to_head": h2h,
         "reward_gain": gain,
+        "contrasts": contrast,
         "rm": rm,
         "curves": curves,
         "caption": text,

@@ -21,11 +21,14 @@ from ..training import trainer_arguments
 
 def params(cfg: Config) -> dict:
     data = asdict(cfg.data)
+    sft = asdict(cfg.sft)
+    if sft["model_dtype"] == "float32":  # added later: the default keeps the hashes of runs made before it
+        del sft["model_dtype"]
     return {
         "data": data,
         "hh_dir": cfg.hh_dir(),
         "policy": asdict(cfg.policy),
-        "sft": asdict(cfg.sft),
+        "sft": sft,
         "seed": cfg.seed,
     }
 
@@ -62,7 +65,8 @@ def sft_arguments(cfg: Config, device: str, output_dir, n_examples: int, **chang
         max_length=cfg.sft.max_length,
         completion_only_loss=True,
         logging_steps=logging_steps(n_examples, cfg),
-        model_init_kwargs={"trust_remote_code": cfg.policy.trust_remote_code},
+        # the weights' dtype (TRL 1.16 loads float32 unless told): bfloat16 = upstream's bf16 weights and AdamW state
+        model_init_kwargs={"trust_remote_code": cfg.policy.trust_remote_code, "dtype": cfg.sft.model_dtype},
     )
     common = {**trainer_arguments(device, cfg.seed, output_dir, cfg.sft.trainer_kwargs), **changes}
     return SFTConfig(**common, **{k: v for k, v in fields.items() if k not in changes})
