@@ -102,7 +102,7 @@ start() {
   if pgrep -x slurmctld >/dev/null; then
     scontrol reconfigure  # running already: read the config just written
   else
-    slurmctld
+    slurmctld -c  # -c: no state from an earlier run (jobs of a stopped session)
   fi
   pgrep -x slurmd >/dev/null || slurmd
   for _ in $(seq 1 30); do  # the node registers within seconds
