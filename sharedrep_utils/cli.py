@@ -313,6 +313,8 @@ def main(argv: list[str] | None = None) -> int:
         report = run_sweep(cfg, overrides, notebooks=notebooks, profile=profile, jobs=args.jobs,
                            gpus_per_job=args.gpus_per_job, executor=args.executor, wait=not args.no_wait)  # fmt: skip
     except Exception as error:  # a failing notebook: say what failed, point at its executed copy
+        from .notebook_run import failure
+
         name, message = failure(error)
         label = getattr(error, "label", None)
         print(f"error: {label + ': ' if label else ''}{name}: {message}", file=sys.stderr)
@@ -369,13 +371,6 @@ def plan_main(args: argparse.Namespace) -> int:
 
 def _default_notebooks() -> Path:
     return Path(__file__).resolve().parent.parent / "notebooks"
-
-
-def failure(error: Exception) -> tuple[str, str]:
-    """(exception name, its message's last line): from inside the notebook when a notebook failed."""
-    name = getattr(error, "ename", None) or type(error).__name__
-    text = str(getattr(error, "evalue", None) or error).strip()
-    return name, text.splitlines()[-1] if text else ""
 
 
 def notebooks_of(run: Path) -> list[Path]:

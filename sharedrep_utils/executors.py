@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .graph import Node, StageRun, sorter
-from .notebook_run import SharedKernel, SweepLog, execute_stage
+from .notebook_run import SharedKernel, SweepLog, execute_stage, failure
 
 HEARTBEAT_S = 60.0  # a progress line at least this often while stage runs are running
 
@@ -156,10 +156,9 @@ def _work(run: StageRun, notebooks: Path, out_dir: Path) -> dict[str, Any]:
     try:
         return execute_stage(run, notebooks, out_dir, _worker_kernel)
     except Exception as error:
-        name = getattr(error, "ename", None) or type(error).__name__
-        text = str(getattr(error, "evalue", None) or error).strip()
+        name, message = failure(error)
         executed = out_dir / f"{run.label}.ipynb"
-        return {"label": run.label, "status": "failed", "ename": name, "evalue": text.splitlines()[-1] if text else "",
+        return {"label": run.label, "status": "failed", "ename": name, "evalue": message,
                 "notebook": str(executed) if executed.exists() else None}  # fmt: skip
 
 

@@ -278,3 +278,10 @@ def _write_sweep_log(
         log["load_avg_end"] = [round(x, 2) for x in os.getloadavg()]
     tmp.write_text(json.dumps(log, indent=2))
     tmp.replace(log_file)
+
+
+def failure(error: Exception) -> tuple[str, str]:
+    """(exception name, its message's last line): from inside the notebook when a notebook failed."""
+    name = getattr(error, "ename", None) or type(error).__name__
+    text = str(getattr(error, "evalue", None) or error).strip()
+    return name, text.splitlines()[-1] if text else ""

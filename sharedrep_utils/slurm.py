@@ -23,7 +23,7 @@ from typing import Any
 from .config import Config, ConfigError, SlurmConfig
 from .executors import Progress, StageFailed
 from .graph import Node, StageRun
-from .notebook_run import SharedKernel, SweepLog, execute_stage
+from .notebook_run import SharedKernel, SweepLog, execute_stage, failure
 
 POLL_S = 5.0
 HEARTBEAT_S = 60.0
@@ -108,10 +108,7 @@ def run_job(run: StageRun, notebooks: Path, out_dir: Path, kernel: str) -> dict[
     try:
         return execute_stage(run, notebooks, out_dir, shared)
     except Exception as error:
-        name = getattr(error, "ename", None) or type(error).__name__
-        text = str(getattr(error, "evalue", None) or error).strip()
-        executed = out_dir / f"{run.label}.ipynb"
-        raise StageFailed(run.label, name, text.splitlines()[-1] if text else "", executed) from None
+        raise StageFailed(run.label, *failure(error), out_dir / f"{run.label}.ipynb") from None
     finally:
         shared.shutdown()
 

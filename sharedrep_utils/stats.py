@@ -19,7 +19,9 @@ within each seed instead, and the `bootstrap` column says which ("cluster" or "w
 
 from __future__ import annotations
 
+import re
 import zlib
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -522,6 +524,36 @@ def reward_gain(evals: Evals, groups: list[str], options: Options = Options()) -
             cell = {"method": name, "k": k, "seed": seed, "proportion": prop, "reward": reward}
             rows.append(cell | gain_row(pair, options, method, seed, prop, reward))
     frame = pd.DataFrame(rows, columns=REWARD_GAIN_COLUMNS)
+    frame["k"] = frame["k"].astype("Int64")
+    return frame
+
+
+COMPLETION_STATS_COLUMNS = ["method", "k", "seed", "proportion", "n", "mean_words", "empty", "repeats_trigram"]
+REPEATS = 3  # a completion "repeats" when one word trigram occurs this often in it ("to be a good to be a good ...")
+
+
+def repeats_trigram(text: str, times: int = REPEATS) -> bool:
+    """Whether some word trigram (lower-cased \\w+ words) occurs `times` times or more in `text`."""
+    words = re.findall(r"\w+", text.lower())
+    counts = Counter(zip(words, words[1:], words[2:]))
+    return bool(counts) and max(counts.values()) >= times
+
+
+def completion_stats(evals: Evals) -> pd.DataFrame:
+    """What the policies write, beside how it scores: per policy × seed × proportion, n completions, their mean
+    length in words, the share that is empty and the share that repeats a word trigram (`repeats_trigram`):
+    degenerate text that a lexicon-based gold score can reward, which no score column shows."""
+    rows = []
+    for (seed, prop, method), table in sorted(evals.items(), key=lambda kv: (str(kv[0][0]), str(kv[0][1]), kv[0][2])):
+        texts = table["completion"].fillna("").astype(str)
+        name, k = split_method(method)
+        rows.append(
+            {"method": name, "k": k, "seed": seed, "proportion": prop, "n": len(texts),
+             "mean_words": float(texts.map(lambda t: len(t.split())).mean()) if len(texts) else float("nan"),
+             "empty": float(texts.str.strip().eq("").mean()) if len(texts) else float("nan"),
+             "repeats_trigram": float(texts.map(repeats_trigram).mean()) if len(texts) else float("nan")}
+        )  # fmt: skip
+    frame = pd.DataFrame(rows, columns=COMPLETION_STATS_COLUMNS)
     frame["k"] = frame["k"].astype("Int64")
     return frame
 

@@ -189,3 +189,11 @@ def test_captions_hold_no_machine_path_and_follow_the_confidence(built):
     for png in out.glob("*.png"):
         caption = Image.open(png).text["Description"]
         assert "/home/someone" not in caption and "95%" not in caption, png.name
+
+
+def test_completion_stats_are_written_with_one_row_per_evaluated_policy(built):
+    cfg, out = built
+    frame = pd.read_csv(out / "completion_stats.csv")
+    evaluated = sorted((cfg.run_path / "eval").glob("*.parquet"))
+    assert len(frame) == len(evaluated)
+    assert sorted(frame["n"]) == sorted(len(pd.read_parquet(p)) for p in evaluated)

@@ -37,7 +37,7 @@ from ..runs import (
     sft_dir,
     stage_output,
 )
-from ..stats import Options, accuracy_interval, head_to_head_all, reward_gain, summarize_all
+from ..stats import Options, accuracy_interval, completion_stats, head_to_head_all, reward_gain, summarize_all
 
 
 def planned_policies(cfg: Config) -> list[tuple[int | None, float | None, str]]:
@@ -255,6 +255,7 @@ def build(cfg: Config, out: Path) -> dict[str, pd.DataFrame]:
     preference_data_frame(cfg).to_csv(out / "preference_data.csv", index=False)
     rm.to_csv(out / "rm_accuracy.csv", index=False)
     gain.to_csv(out / "reward_gain.csv", index=False)
+    completion_stats(evals).to_csv(out / "completion_stats.csv", index=False)  # what they write, not how it scores
     contrast.to_csv(out / "contrasts.csv", index=False)
     contrast_by_seed.to_csv(out / "contrasts_by_seed.csv", index=False)
     table_paths = tables.write_tables(summary, out, text, opts.ties, opts.confidence, opts.spread)
