@@ -375,7 +375,7 @@ def _default_notebooks() -> Path:
 
 def notebooks_of(run: Path) -> list[Path]:
     """Executed notebooks (drafts being written live in notebooks/.drafts-<pid>/, which this glob does not reach)."""
-    return [p for p in (run / "notebooks").glob("*.ipynb") if not p.name.startswith(".")]
+    return list((run / "notebooks").glob("*.ipynb"))
 
 
 

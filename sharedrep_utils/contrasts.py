@@ -24,7 +24,7 @@ from scipy import stats as scipy_stats
 
 from .config import Config
 from .methods import method_label, policy_name, split_method
-from .stats import Evals, gold_min
+from .stats import Evals, gold_min, seed_sem
 
 COLUMNS = [
     "contrast",
@@ -100,7 +100,7 @@ def seed_interval(differences, confidence: float) -> tuple[float, float, float, 
     mean = float(d.mean())
     if len(d) < 2:
         return mean, float("nan"), float("nan"), float("nan")
-    half = float(scipy_stats.t.ppf((1 + confidence) / 2, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d)))
+    half = float(scipy_stats.t.ppf((1 + confidence) / 2, len(d) - 1) * seed_sem(list(d)))
     with warnings.catch_warnings():  # identical differences: t is undefined, p stays NaN
         warnings.simplefilter("ignore", RuntimeWarning)
         p = float(scipy_stats.ttest_1samp(d, 0.0).pvalue)

@@ -14,7 +14,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from .config import GoldConfig, TraitConfig
+from .config import GOLD_REWARD_TEXTS, GoldConfig, TraitConfig
 from .hh_data import chat_to_hh, clean_response, last_user_turn, scorer_texts
 from .hub import loading, resolve_model
 from .text_batches import length_sorted_batches
@@ -207,8 +207,8 @@ class GoldMinReward:
     __name__ = "gold_min_over_groups"
 
     def __init__(self, scorer: GoldScorer, text: str = "scored"):
-        if text not in ("scored", "trl"):
-            raise ValueError(f"Gold reward text {text!r} is not one of scored, trl.")
+        if text not in GOLD_REWARD_TEXTS:
+            raise ValueError(f"Gold reward text {text!r} is not one of {', '.join(GOLD_REWARD_TEXTS)}.")
         self.scorer, self.text = scorer, text
 
     def __call__(self, prompts, completions, **kwargs) -> list[float]:

@@ -170,7 +170,8 @@ def gold_score_figure(summary: pd.DataFrame, out_dir: Path, caption: str, confid
         caption + f" Error bars: {error_text(summary, confidence)}.",
         out_dir,
         "gold_score_vs_proportion",
-        fallback="sem_gold_score",
+        # one seed without a bootstrap interval: the SEM over prompts; with seeds, a policy run once (SFT) gets none
+        fallback="sem_gold_score" if n_seeds(summary) < 2 else None,
     )
 
 

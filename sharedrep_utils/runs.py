@@ -243,15 +243,17 @@ def _read_holder(fd: int) -> str:
     return ""
 
 
-def locked(stage: str, target: Callable[..., Path]) -> Callable:
+def locked(stage: str, target: Callable[..., Path], done: Callable[..., bool] | None = None) -> Callable:
     """Decorator for a stage's `main`: hold the stage's lock (see stage_lock) for the whole call,
     so a second process neither redoes the work nor sees it half done. `target(*args)` is the
-    stage's output path for the call's arguments."""
+    stage's output path for the call's arguments. `done(*args)`: true when that output is finished
+    (its manifest, written last, matches), so `main` only reads it and needs no lock; for a stage that
+    several stage runs read at once (the responses, for every 02 run of a parallel sweep)."""
 
     def wrap(main: Callable) -> Callable:
         @functools.wraps(main)
         def run(*args, **kwargs):
-            if not _locking_process():
+            if not _locking_process() or (done is not None and done(*args, **kwargs)):
                 return main(*args, **kwargs)
             with stage_lock(target(*args, **kwargs), stage):
                 return main(*args, **kwargs)

@@ -154,7 +154,7 @@ def test_a_bad_declaration_is_refused_before_any_work(override, message):
 def test_the_results_stage_writes_contrasts_csv(tmp_path):
     from fake_run import write_fake_run
 
-    from sharedrep_utils.runs import results_dir
+    from sharedrep_utils.runs import eval_file, policy_id, results_dir
     from sharedrep_utils.stages import results
 
     cfg = write_fake_run(tmp_path / "run")
@@ -170,4 +170,12 @@ def test_the_results_stage_writes_contrasts_csv(tmp_path):
     cell = by_seed[(by_seed["policy"] == "sharedrep-k2") & (by_seed["group"] == "minority")]
     cell = cell[cell["proportion"] == 0.1]
     assert primary["estimate"].iloc[0] == pytest.approx(cell["difference"].mean())
+    # recomputed from the evaluation files: per seed, each policy's mean minority score on the shared prompts
+    differences = []
+    for seed in sorted(cell["seed"]):
+        ours = pd.read_parquet(eval_file(cfg.run_path, policy_id(seed, 0.1, "sharedrep-k2"))).set_index("prompt_id")
+        theirs = pd.read_parquet(eval_file(cfg.run_path, policy_id(seed, 0.1, "maxmin"))).set_index("prompt_id")
+        shared = ours.index.intersection(theirs.index)
+        differences.append(ours.loc[shared, "group_minority"].mean() - theirs.loc[shared, "group_minority"].mean())
+    assert len(differences) == 2 and primary["estimate"].iloc[0] == pytest.approx(sum(differences) / 2)
     assert "SharedRep (K=2) − MaxMin" in (results_dir(cfg.run_path) / "summary.md").read_text()

@@ -232,3 +232,25 @@ def test_under_a_multi_process_launch_only_the_main_process_locks(stage, monkeyp
             main()
     finally:
         holder.release()
+
+
+def test_a_finished_stage_is_read_without_its_lock_while_another_process_holds_it(stage, monkeypatch):
+    """A stage that several stage runs read at once (the responses, for every 02 run of a parallel sweep):
+    finished, it is read while another process holds its lock; unfinished, the lock is still required."""
+    from sharedrep_utils.runs import locked
+
+    monkeypatch.delenv(LOCK_WAIT_ENV, raising=False)
+    finished = {"now": True}
+
+    @locked("responses-like", lambda: stage, done=lambda: finished["now"])
+    def main():
+        return "read"
+
+    holder = Holder(stage)
+    try:
+        assert main() == "read"
+        finished["now"] = False
+        with pytest.raises(StageBusy):
+            main()
+    finally:
+        holder.release()

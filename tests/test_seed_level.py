@@ -136,6 +136,25 @@ def test_figure_error_bars_are_seed_level_with_two_seeds_and_prompt_level_with_o
     assert "cluster-bootstrap 80% CI over prompts" in caption and "95" not in caption
 
 
+def test_a_policy_run_once_gets_no_bar_on_the_seed_level_gold_figure(tmp_path, monkeypatch):
+    """With two seeds the bars are the seed SEM; SFT, trained once, has none, and gets no prompt-level bar instead."""
+    summary = summary_two_seeds()
+    sft = summary.iloc[[0]].assign(method="sft", seed_sem_gold_score=float("nan"), sem_gold_score=0.004)
+    bars = {}
+
+    def record(ax, data, y, yerr, order, colours):
+        for policy in data["policy"].unique():
+            errors = yerr(data[data["policy"] == policy])
+            if isinstance(errors, pd.Series):  # symmetric bars
+                errors = [errors, errors]
+            bars[policy] = None if errors is None else [float(e.iloc[0]) for e in errors]
+
+    monkeypatch.setattr(plots, "_dodged_lines", record)
+    plots.gold_score_figure(pd.concat([summary, sft], ignore_index=True), tmp_path, "c.")
+    assert bars["SFT"] is None  # no bar, not the prompt-level SEM (0.004)
+    assert bars["Uniform"] == pytest.approx([0.153, 0.153])
+
+
 def test_results_spread_setting_is_checked(tmp_path):
     assert load_config("smoke", {"results.spread": "pooled"}).results.spread == "pooled"
     with pytest.raises(ConfigError, match="results.spread 'prompts' is not one of seed, pooled"):

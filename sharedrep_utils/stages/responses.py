@@ -37,7 +37,9 @@ def keep_run_on(cfg: Config) -> bool:
     return "chat" in (cfg.gold.text, cfg.reward_model.text)
 
 
-@locked("02_preference_data (responses)", lambda cfg: responses_dir(cfg.run_path))
+# done: read without the lock, as every 02 run of a parallel sweep does at the same time
+@locked("02_preference_data (responses)", lambda cfg: responses_dir(cfg.run_path),
+        done=lambda cfg: is_done(responses_dir(cfg.run_path), params(cfg)))  # fmt: skip
 def main(cfg: Config) -> pd.DataFrame:
     out, p = responses_dir(cfg.run_path), params(cfg)
     if is_done(out, p):
