@@ -374,7 +374,7 @@ def _default_notebooks() -> Path:
 
 
 def notebooks_of(run: Path) -> list[Path]:
-    """Executed notebooks (drafts being written live in notebooks/.drafts-<pid>/, which this glob does not reach)."""
+    """Executed notebooks (drafts being written live in notebooks/.drafts-*/, which this glob does not reach)."""
     return list((run / "notebooks").glob("*.ipynb"))
 
 

@@ -8,6 +8,7 @@ import contextlib
 import json
 import logging
 import os
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -24,10 +25,10 @@ def execute_stage(run: StageRun, notebooks: Path, out_dir: Path, shared: SharedK
 
     start = time.time()
     executed = out_dir / f"{run.label}.ipynb"
-    # in place only once we know it is ours to keep; in a folder of this process's own (no other process
-    # removes it), where a glob of notebooks/*.ipynb never sees it, and under a name papermill takes as a notebook
-    drafts = out_dir / f"{DRAFTS}-{os.getpid()}"
-    drafts.mkdir(exist_ok=True)
+    # in place only once we know it is ours to keep; in a folder of this call's own (a pid alone can repeat on
+    # another SLURM node sharing the run directory), where a glob of notebooks/*.ipynb never sees it, and under
+    # a name papermill takes as a notebook
+    drafts = Path(tempfile.mkdtemp(prefix=f"{DRAFTS}-{os.getpid()}-", dir=out_dir))
     draft = drafts / f"{run.label}.ipynb"
     try:
         with PeakRSS() as memory:  # samples the papermill kernel's process tree
@@ -63,7 +64,7 @@ def execute_stage(run: StageRun, notebooks: Path, out_dir: Path, shared: SharedK
     }
 
 
-DRAFTS = ".drafts"  # notebooks being executed: <run_dir>/notebooks/.drafts-<pid>/<label>.ipynb
+DRAFTS = ".drafts"  # notebooks being executed: <run_dir>/notebooks/.drafts-<pid>-<random>/<label>.ipynb
 
 
 class SweepLog:
