@@ -15,7 +15,7 @@ export TOKENIZERS_PARALLELISM ?= false
 
 RUN_DIR ?= runs/smoke
 
-.PHONY: env demo small test lint lab clean-runs paper-dryrun
+.PHONY: env demo small traits test lint lab clean-runs paper-dryrun
 
 env: $(VENV)/.installed
 
@@ -32,6 +32,11 @@ demo: env
 # The experiment on a CPU: 3 seeds x 3 minority proportions x K 2, 16, every method (about 45 minutes on 2 cores)
 small: env
 	$(PY) -m sharedrep_utils run --profile small --run-dir runs/small
+
+# Shared traits (issue 20): 4 groups mixing 3 traits, 5 seeds, matched and tuned budgets x raw and centred min,
+# two stage runs at a time (README "Shared traits")
+traits: env
+	$(PY) -m sharedrep_utils run --profile traits --run-dir runs/traits --jobs 2
 
 # The paper profile end to end on locally built same-class stand-ins of its hub models (offline, CPU, minutes);
 # the overrides it makes (model ids, sizes, counts) are printed first (sharedrep_utils/standins.py)
@@ -52,4 +57,4 @@ lab: env
 	$(VENV)/bin/jupyter lab $(LAB_ROOT) notebooks/
 
 clean-runs:
-	rm -rf runs/smoke runs/small
+	rm -rf runs/smoke runs/small runs/traits

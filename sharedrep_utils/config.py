@@ -23,7 +23,7 @@ from .methods import METHODS, check_policy, policy_names
 
 PROFILE_DIR = Path(__file__).parent / "profiles"
 # gold scorer kinds; gold.SCORERS has one builder for each (a test checks they agree)
-TRAIT_KINDS = ("sequence_classifier", "embedding_relevance", "non_offensive", "sentiment", "neutral_tone")
+TRAIT_KINDS = ("sequence_classifier", "embedding_relevance", "non_offensive", "sentiment", "neutral_tone", "concise")
 HH_DIR_ENV = "SHAREDREP_HH_DIR"
 
 
@@ -135,6 +135,20 @@ class HeadConfig:
 
 
 @dataclass
+class BudgetGridConfig:
+    """Reward-model budgets beside each method's own settings (budgets.py): a grid of learning rates × epochs at one
+    batch size, fixed before the run, on which every method trains alike. Empty: no grid, the methods' own settings."""
+
+    learning_rates: list[float] = field(default_factory=list)
+    num_epochs: list[int] = field(default_factory=list)
+    batch_size: int = 16
+    matched: list[float] = field(default_factory=list)  # [learning rate, epochs]: the grid cell of budget `matched`
+    # share of each group's training pairs held out as the validation split on which `tuned` picks a cell
+    # (disjoint from the test pairs; with a grid, every budget trains on the rest)
+    validation_fraction: float = 0.2
+
+
+@dataclass
 class RewardModelConfig:
     backbone: str = "gpt2-large"
     pooling: str = "last"  # last (non-pad token), cls, mean
@@ -153,6 +167,11 @@ class RewardModelConfig:
     # with each method's HeadConfig as the trainer's rate, epochs, batch size, schedule and loss
     freeze_backbone: bool = True
     trainer_kwargs: dict[str, Any] = field(default_factory=dict)  # end to end only: passed to TRL's RewardConfig
+    # which heads GRPO reads (budgets.py): default = each method's own settings above (the paper's, unmatched);
+    # matched = the grid cell `grid.matched` for every method; tuned = each method's grid cell with the best
+    # validation accuracy (mean over groups). matched and tuned need a grid.
+    budget: str = "default"
+    grid: BudgetGridConfig = field(default_factory=BudgetGridConfig)
 
 
 @dataclass
@@ -237,6 +256,11 @@ class SweepConfig:
     launcher: str = "none"
     accelerate_config: str = ""  # accelerate config file: a path, or a name in configs/accelerate/ (e.g. ddp)
     accelerate_args: list[str] = field(default_factory=list)  # more `accelerate launch` flags: [--num_processes, "4"]
+    # variants (variants.py): the reward-model budgets and calibration modes to also run GRPO with, each a run
+    # under <run>/variants/<budget>-<mode>/ sharing this run's SFT, responses, preferences and gold policies.
+    # Empty: this run's own (reward_model.budget, calibration.mode) only
+    budgets: list[str] = field(default_factory=list)
+    calibrations: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -524,6 +548,7 @@ def _coerce(tp: Any, value: Any, name: str) -> Any:
 
 TIE_RULES = ("half", "lose")
 CALIBRATION_MODES = ("none", "center", "standardize")  # calibration.mode
+BUDGETS = ("default", "matched", "tuned")  # reward_model.budget
 SPREADS = ("seed", "pooled")
 HEAD_INITS = ("normal", "torch")  # reward heads: GPT-2's N(0, 0.02) with zero biases, or PyTorch's defaults
 SCORED_TEXTS = ("hh", "chat")  # gold.text, reward_model.text (hh_data.scored_text)
@@ -693,6 +718,7 @@ def validate(cfg: Config) -> None:
             f"calibration.mode {cfg.calibration.mode!r} is not one of {', '.join(CALIBRATION_MODES)}{hint}."
         )
     _check_primary_contrast(cfg)
+    _check_budgets(cfg)
     if sweep.launcher not in LAUNCHERS:
         raise ConfigError(f"sweep.launcher {sweep.launcher!r} is not one of {', '.join(LAUNCHERS)}.")
     resolve_accelerate_config(sweep.accelerate_config)  # fails here, naming the file, if it is missing
@@ -701,6 +727,61 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"HH data directory {hh_dir!r} does not exist (from data.hh_dir or ${HH_DIR_ENV}).")
     if hh_dir and not any(p.name.endswith((".jsonl", ".jsonl.gz")) for p in Path(hh_dir).rglob("*")):
         raise ConfigError(f"HH data directory {hh_dir!r} holds no *.jsonl or *.jsonl.gz files.")
+
+
+def _check_budgets(cfg: Config) -> None:
+    """reward_model.budget, its grid, and the sweep's budget and calibration variants."""
+    rm, grid, sweep = cfg.reward_model, cfg.reward_model.grid, cfg.sweep
+    for name, values, allowed in (
+        ("reward_model.budget", [rm.budget], BUDGETS),
+        ("sweep.budgets", sweep.budgets, BUDGETS),
+        ("sweep.calibrations", sweep.calibrations, CALIBRATION_MODES),
+    ):
+        for value in values:
+            if value not in allowed:
+                raise ConfigError(f"{name} {value!r} is not one of {', '.join(allowed)}.")
+    if bool(grid.learning_rates) != bool(grid.num_epochs):
+        raise ConfigError(
+            f"reward_model.grid has learning_rates {grid.learning_rates} and num_epochs {grid.num_epochs}: "
+            "give both, or neither."
+        )
+    if any(lr <= 0 for lr in grid.learning_rates) or any(e < 1 for e in grid.num_epochs) or grid.batch_size < 1:
+        raise ConfigError(
+            f"reward_model.grid: learning rates {grid.learning_rates} must be > 0, epochs {grid.num_epochs} and "
+            f"batch size {grid.batch_size} >= 1."
+        )
+    wanted = {rm.budget, *sweep.budgets} - {"default"}
+    if wanted and not grid.learning_rates:
+        raise ConfigError(f"Budget(s) {', '.join(sorted(wanted))} need a grid: set reward_model.grid.")
+    if grid.learning_rates:
+        if len(set(grid.learning_rates)) < 2 or len(set(grid.num_epochs)) < 2:
+            raise ConfigError(
+                f"reward_model.grid has learning rates {grid.learning_rates} and epochs {grid.num_epochs}: use at "
+                "least two distinct values of each, so that one matched cell cannot pick the winner."
+            )
+        if not 0 < grid.validation_fraction < 1:
+            raise ConfigError(f"reward_model.grid.validation_fraction {grid.validation_fraction} is outside (0, 1).")
+        cells = [(lr, e) for lr in grid.learning_rates for e in grid.num_epochs]
+        if len(grid.matched) != 2 or (grid.matched[0], int(grid.matched[1])) not in cells:
+            raise ConfigError(
+                f"reward_model.grid.matched {grid.matched} must be one [learning rate, epochs] cell of the grid: "
+                + ", ".join(f"[{lr:g}, {e}]" for lr, e in cells)
+                + "."
+            )
+        if not rm.freeze_backbone:
+            raise ConfigError("reward_model.grid trains heads on cached features: it needs freeze_backbone: true.")
+    for name, values, own in (
+        ("sweep.budgets", sweep.budgets, rm.budget),
+        ("sweep.calibrations", sweep.calibrations, cfg.calibration.mode),
+    ):
+        if values and values[0] != own:
+            raise ConfigError(f"{name} {values} must start with this run's own setting {own!r} (the base run).")
+        if len(set(values)) != len(values):
+            raise ConfigError(f"{name} {values} names a setting twice.")
+    if len(sweep.calibrations) > 1 and "none" not in sweep.calibrations:
+        raise ConfigError(
+            f"sweep.calibrations {sweep.calibrations} has no none: a calibrated min is compared with the raw one."
+        )
 
 
 def _check_primary_contrast(cfg: Config) -> None:

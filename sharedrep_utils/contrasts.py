@@ -17,6 +17,7 @@ not enough. Prompt-level noise within a seed is not the experiment's uncertainty
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -67,9 +68,12 @@ def primary_contrast(cfg: Config) -> dict:
 
 
 def budget(cfg: Config) -> str:
-    """How the reward models' optimiser budgets compare: "matched" when every trained method has the same
-    learning rate, epochs, batch size, passes, schedule and clipping, else "unmatched" (the paper's defaults:
-    5e-4 vs 5e-5). MaxMin's step count still differs (one run per group on its own pairs)."""
+    """How the reward models' optimiser budgets compare: with a grid (budgets.py), `reward_model.budget` (matched,
+    tuned; default reads as below). Else "matched" when every trained method has the same learning rate, epochs,
+    batch size, passes, schedule and clipping, else "unmatched" (the paper's defaults: 5e-4 vs 5e-5). MaxMin's step
+    count still differs (one run per group on its own pairs)."""
+    if cfg.reward_model.grid.learning_rates and cfg.reward_model.budget != "default":
+        return cfg.reward_model.budget
     settings = {
         (hp.learning_rate, hp.num_epochs, hp.batch_size, hp.train_passes, hp.lr_scheduler, hp.max_grad_norm)
         for hp in (getattr(cfg.reward_model, m) for m in cfg.reward_model.methods)
@@ -193,12 +197,32 @@ def contrast_tables(evals: Evals, cfg: Config) -> tuple[pd.DataFrame, pd.DataFra
                 "note": ONE_SEED_NOTE if len(per_seed) == 1 else "",
             }
         )
-    table = pd.DataFrame(rows, columns=COLUMNS)
-    for flag in (True, False):  # Holm within each family: the declared primary rows, and the secondary rows
-        family = table["primary"] == flag
+    return adjust(pd.DataFrame(rows, columns=COLUMNS)), pd.DataFrame(seed_rows, columns=BY_SEED_COLUMNS)
+
+
+def adjust(table: pd.DataFrame) -> pd.DataFrame:
+    """Holm within each family (the declared primary rows together, all secondary rows together)."""
+    table = table.copy()
+    table["p_holm"] = np.nan
+    for flag in (True, False):
+        family = table["primary"].astype(bool) == flag
         table.loc[family, "p_holm"] = holm(table.loc[family, "p"].to_numpy(dtype=float))
-    table["p_holm"] = table["p_holm"].astype(float)
-    return table, pd.DataFrame(seed_rows, columns=BY_SEED_COLUMNS)
+    return table
+
+
+def variant_contrast_tables(cfg: Config, load: Callable[[Config], Evals]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """`contrast_tables` for every budget × calibration variant of the run (variants.py), stacked, with Holm over
+    each family as a whole: the declared contrast under every variant is one family of primary rows. `load` reads
+    a config's evaluations (stats.load_evals)."""
+    from .variants import variant_config, variant_settings
+
+    tables, by_seed = [], []
+    for budget_name, mode in variant_settings(cfg):
+        vcfg = variant_config(cfg, budget_name, mode)
+        table, per_seed = contrast_tables(load(vcfg), vcfg)
+        tables.append(table)
+        by_seed.append(per_seed.assign(budget=budget(vcfg), calibrated=mode))
+    return adjust(pd.concat(tables, ignore_index=True)), pd.concat(by_seed, ignore_index=True)
 
 
 def contrasts_markdown(table: pd.DataFrame) -> str:
@@ -224,7 +248,64 @@ def contrasts_markdown(table: pd.DataFrame) -> str:
     text += (
         "Estimate: the mean over seeds of each seed's paired difference in gold score (policy − baseline, "
         "each averaged over the prompts both were evaluated on); interval: t interval across seeds; p (Holm): "
-        "one-sample t-test of the per-seed differences, Holm-adjusted over the primary rows. Every other "
+        "one-sample t-test of the per-seed differences, Holm-adjusted over the primary rows (under every budget and "
+        "calibration the run has). Every other "
         "contrast is secondary (results/contrasts.csv).\n"
     )
     return text + "".join(f"\nNote: {n}.\n" for n in notes)
+
+
+def binding_shares(cfg: Config, policy: str, proportion: float, mode: str) -> dict[str, tuple[float, float]]:
+    """{group: (raw, calibrated)}: the share of reference responses on which the group's head binds in the min,
+    mean over the seeds' calibrated policies of this name at this proportion (their calibration.json)."""
+    from . import calibration
+    from .runs import policy_dir
+
+    fitted = [calibration.read(policy_dir(cfg.run_path, seed, proportion, policy), mode) for seed in cfg.sweep.seeds]
+    return {
+        g: (
+            float(np.mean([f["binds_raw"][g] for f in fitted])),
+            float(np.mean([f["binds_calibrated"][g] for f in fitted])),
+        )
+        for g in cfg.gold.groups
+    }
+
+
+def calibration_effect(cfg: Config, load: Callable[[Config], Evals]) -> pd.DataFrame:
+    """What a calibrated min changes, per budget, policy and outcome (with `sweep.calibrations` variants): the share
+    of the reference responses on which the group's head binds, raw and calibrated (`binding_shares`), and the gold
+    score under the raw min (the `none` variant of the same budget) and under the calibrated one, paired per seed
+    (calibrated − raw, t interval across seeds; `p_holm` over the file's rows). Empty without a `none` variant and
+    a calibrated one."""
+    from .variants import variant_config, variant_settings
+
+    settings, groups = variant_settings(cfg), list(cfg.gold.groups)
+    rows = []
+    for budget_name in dict.fromkeys(b for b, _ in settings):
+        modes = [m for b, m in settings if b == budget_name]
+        if "none" not in modes:
+            continue
+        raw = load(variant_config(cfg, budget_name, "none"))
+        for mode in [m for m in modes if m != "none"]:
+            vcfg = variant_config(cfg, budget_name, mode)
+            calibrated = load(vcfg)
+            for policy in vcfg.policy_methods():
+                both = {(s, p, m): t for (s, p, m), t in calibrated.items() if m == policy}
+                both |= {(s, p, "raw"): t for (s, p, m), t in raw.items() if m == policy}
+                for prop in vcfg.sweep.proportions:
+                    shares = binding_shares(vcfg, policy, prop, mode)
+                    for outcome in [*groups, MIN_OUTCOME]:
+                        per_seed = paired_differences(both, policy, "raw", prop, outcome, groups)
+                        estimate, low, high, p = seed_interval(per_seed["difference"], cfg.results.confidence)
+                        raw_share, calibrated_share = shares.get(outcome, (np.nan, np.nan))
+                        gold_raw, gold_calibrated = per_seed["baseline_mean"].mean(), per_seed["policy_mean"].mean()
+                        rows.append(
+                            {"budget": budget(vcfg), "calibrated": mode, "policy": policy, "proportion": prop,
+                             "group": outcome, "binds_raw": raw_share, "binds_calibrated": calibrated_share,
+                             "gold_raw": gold_raw, "gold_calibrated": gold_calibrated,
+                             "difference": estimate, "ci_low": low, "ci_high": high, "p": p, "n_seeds": len(per_seed)}
+                        )  # fmt: skip
+    out = pd.DataFrame(rows)
+    if len(out):
+        out["p_holm"] = holm(out["p"].to_numpy(dtype=float))  # secondary: one Holm family over the file
+    return out

@@ -3,7 +3,8 @@
 Paper profile: the Ray2333 GPT-2-large helpful and harmless reward models, reading each dialogue in
 the HH format they were trained on (with `gold.text: chat`, upstream's decoded chat-template text).
 CPU profiles (smoke, small): scorers that packages ship, none of them the reward models' backbone: 1 − P(offensive)
-from alt-profanity-check and the response's tone from VADER (upbeat: compound sentiment; neutral: 1 − |compound|).
+from alt-profanity-check and the response's tone from VADER (upbeat: compound sentiment; neutral: 1 − |compound|);
+the traits profile adds brevity (`concise`: 1 − words / cap, 0 when empty).
 Prompt–response relevance in a sentence-embedding space (`embedding_relevance`) is a kind a profile can choose.
 """
 
@@ -124,12 +125,25 @@ def _neutral_tone(trait: TraitConfig, device: str) -> Scorer:
     return score
 
 
+def _concise(trait: TraitConfig, device: str) -> Scorer:
+    """Brevity of the response, in [0, 1]: 1 − words / `max_length` (0 from `max_length` words on), as the
+    paper's IMDb conciseness rewards short reviews; an empty response scores 0, since it says nothing."""
+    cap = trait.max_length
+
+    def score(prompts: list[str], responses: list[str]) -> np.ndarray:
+        words = np.array([len(r.split()) for r in responses], dtype=np.float64)
+        return np.where(words > 0, 1.0 - np.minimum(words, cap) / cap, 0.0)
+
+    return score
+
+
 SCORERS: dict[str, Callable[[TraitConfig, str], Scorer]] = {  # one per config.TRAIT_KINDS
     "sequence_classifier": SequenceClassifier,
     "embedding_relevance": _embedding_relevance,
     "non_offensive": _non_offensive,
     "sentiment": _sentiment,
     "neutral_tone": _neutral_tone,
+    "concise": _concise,
 }
 
 

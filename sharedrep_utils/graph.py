@@ -107,11 +107,54 @@ def build_graph(cfg: Config, base: dict[str, Any]) -> list[Node]:
         params = {**base, "seed": seed, "proportion": prop, "method": method}
         nodes.append(Node(StageRun(f"05_evaluate-{pid}", "05_evaluate", params), needs, done))
         sft_eval = f"05_evaluate-{pid}" if method == "sft" else sft_eval
-    # results read every evaluation and, for their accuracy table and curves, the reward models and GRPO logs
+    nodes += variant_nodes(cfg, base)
+    # results read every evaluation (every variant's: the contrasts) and, for their accuracy table and curves, the
+    # reward models and GRPO logs
     upstream = tuple(n.label for n in nodes if n.run.notebook in ("03_reward_models", "05_evaluate"))
     nodes.append(Node(StageRun("06_results", "06_results", base), upstream,
                       _done(results_dir(run), lambda: results.params(cfg))))  # fmt: skip
     check_graph(nodes)
+    return nodes
+
+
+def variant_nodes(cfg: Config, base: dict[str, Any]) -> list[Node]:
+    """The stage runs of every budget × calibration variant but the run's own (variants.py): reward models (unless
+    shared with its budget's first variant), GRPO and evaluation of each learned-reward policy, and its results.
+    They wait for the run's own preference data, reward models (which fill the feature cache) and SFT evaluation."""
+    from . import variants
+    from .stages import evaluate, grpo, results, reward_models
+
+    nodes: list[Node] = []
+    own = variants.variant_settings(cfg)
+    for budget, mode, vcfg in variants.others(cfg):
+        run, tag_of = vcfg.run_path, (lambda label, b=budget, m=mode: variants.label(label, b, m))
+        vbase = {**base, "overrides": {**base.get("overrides", {}), **variants.overrides(cfg, budget, mode)}}
+        source = variants.rm_source(cfg, budget)
+        for seed in cfg.sweep.seeds:
+            for prop in cfg.sweep.proportions:
+                tag = f"seed{seed}-{prop_name(prop)}"
+                if source != (budget, mode):
+                    continue  # its reward models are its budget's first variant's
+                params = {**vbase, "seed": seed, "proportion": prop}
+                done = _done(rm_dir(run, seed, prop), lambda s=seed, p=prop, c=vcfg: reward_models.params(c, s, p))
+                nodes.append(Node(StageRun(tag_of(f"03_reward_models-{tag}"), "03_reward_models", params),
+                                  (f"03_reward_models-{tag}",), done))  # fmt: skip
+        rm_label = (lambda label: label) if source == own[0] else (lambda label, s=source: variants.label(label, *s))
+        learned = [(s, p, m) for s, p, m in results.planned_policies(vcfg) if m not in ("gold", "sft")]
+        for seed, prop, method in learned:
+            pid = policy_id(seed, prop, method)
+            params = {**vbase, "seed": seed, "proportion": prop, "method": method}
+            target = policy_dir(run, seed, prop, method)
+            done = _done(target, lambda s=seed, p=prop, m=method, c=vcfg: grpo.params(c, s, p, m))
+            needs = (rm_label(f"03_reward_models-seed{seed}-{prop_name(prop)}"),)
+            nodes.append(Node(StageRun(tag_of(f"04_grpo-{pid}"), "04_grpo", params), needs, done))
+            done = _done(eval_file(run, pid), lambda s=seed, p=prop, m=method, c=vcfg: evaluate.params(c, s, p, m))
+            needs = (tag_of(f"04_grpo-{pid}"),) + (("05_evaluate-sft",) if cfg.sweep.evaluate_sft else ())
+            nodes.append(Node(StageRun(tag_of(f"05_evaluate-{pid}"), "05_evaluate", params), needs, done))
+        mine = tuple(n.label for n in nodes if n.label.endswith(f".{variants.key(budget, mode)}"))
+        gold = tuple(f"05_evaluate-{policy_id(s, None, 'gold')}" for s in cfg.sweep.seeds)
+        nodes.append(Node(StageRun(tag_of("06_results"), "06_results", vbase), mine + gold,
+                          _done(results_dir(run), lambda c=vcfg: results.params(c))))  # fmt: skip
     return nodes
 
 

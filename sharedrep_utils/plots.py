@@ -240,6 +240,53 @@ def k_ablation_figure(summary: pd.DataFrame, out_dir: Path, caption: str, confid
     return _save(fig, out_dir, "k_ablation", text)
 
 
+def contrast_figure(contrasts: pd.DataFrame, out_dir: Path, caption: str) -> list[Path]:
+    """The declared contrast under every budget × calibration (one panel per outcome): the estimate with its
+    t interval across seeds, a line at 0. What the run claims, with its uncertainty, in one picture."""
+    primary = contrasts[contrasts["primary"].astype(bool)].copy()
+    if primary.empty:
+        return []
+    primary["variant"] = primary["budget"] + " budget, calibration " + primary["calibrated"]
+    outcomes = list(dict.fromkeys(primary["group"]))
+    size = (4.6 * len(outcomes) + 2, 0.5 * primary["variant"].nunique() + 2.4)
+    fig, axes = plt.subplots(1, len(outcomes), figsize=size, sharey=True, squeeze=False)
+    for ax, outcome in zip(axes[0], outcomes, strict=True):
+        rows = primary[primary["group"] == outcome].reset_index(drop=True)
+        y = range(len(rows))
+        ax.errorbar(rows["estimate"], y, xerr=[rows["estimate"] - rows["ci_low"], rows["ci_high"] - rows["estimate"]],
+                    fmt="o", color="black", capsize=3)  # fmt: skip
+        ax.axvline(0, color="grey", linestyle="--", linewidth=1)
+        ax.set_yticks(list(y), rows["variant"])
+        ax.set_title(f"{rows['contrast'].iloc[0]}\non {'the min over groups' if outcome == 'min' else outcome}")
+        ax.set_xlabel(f"gold score difference ({rows['confidence'].iloc[0]:.0%} t interval)")
+    ax.invert_yaxis()
+    n = int(primary["n_seeds"].max())
+    return _save(fig, out_dir, "primary_contrast", f"{caption} Declared contrast; {n} seeds, paired per seed.")
+
+
+def budget_gap_figure(gaps: pd.DataFrame, out_dir: Path, caption: str) -> list[Path]:
+    """Reward-model test accuracy gap (policy − MaxMin) under every budget: the default (the paper's unmatched
+    settings), each grid cell, matched and tuned; one panel per outcome, a line per policy, t intervals across seeds.
+    A single matched cell can pick the winner; the whole grid shows whether it does."""
+    outcomes = list(dict.fromkeys(gaps["group"]))
+    budgets_ = list(dict.fromkeys(gaps["budget"]))
+    policies = list(dict.fromkeys(gaps["policy"]))
+    fig, axes = plt.subplots(1, len(outcomes), figsize=(4.5 * len(outcomes), 3.6), sharey=True, squeeze=False)
+    for ax, outcome in zip(axes[0], outcomes, strict=True):
+        for i, policy in enumerate(policies):
+            rows = gaps[(gaps["group"] == outcome) & (gaps["policy"] == policy)].set_index("budget").reindex(budgets_)
+            x = [j + (i - (len(policies) - 1) / 2) * 0.15 for j in range(len(budgets_))]
+            yerr = [rows["estimate"] - rows["ci_low"], rows["ci_high"] - rows["estimate"]]
+            label = f"{policy} − {rows['baseline'].dropna().iloc[0]}"
+            ax.errorbar(x, rows["estimate"], yerr=yerr, fmt="o", capsize=3, label=label)
+        ax.axhline(0, color="grey", linestyle="--", linewidth=1)
+        ax.set_xticks(range(len(budgets_)), budgets_, rotation=30, ha="right")
+        ax.set_title(outcome)
+    axes[0][0].set_ylabel("reward-model test accuracy gap\n(t interval across seeds)")
+    axes[0][-1].legend(fontsize=7)
+    return _save(fig, out_dir, "budget_gaps", f"{caption} Reward models under every budget, paired per seed.")
+
+
 def rm_accuracy_figure(metrics: pd.DataFrame, out_dir: Path, caption: str, split: str = "test") -> list[Path]:
     """Reward-model preference accuracy per group vs minority proportion (mean over seeds, ± SD).
 
@@ -355,8 +402,13 @@ def synthetic_lines(summary: pd.DataFrame, x: str, metric: str, ax, role: str, f
         line = line.sort_values(x)
         color, marker = SYNTHETIC_STYLE[method]
         ax.errorbar(
-            line[x], line[f"{metric}_mean"], yerr=line[f"{metric}_sem"], color=color, marker=marker,
-            capsize=3, label=method_label(method, k),
+            line[x],
+            line[f"{metric}_mean"],
+            yerr=line[f"{metric}_sem"],
+            color=color,
+            marker=marker,
+            capsize=3,
+            label=method_label(method, k),
         )
     ax.set_xlabel(AXIS_LABELS[x])
     ax.set_title(role)

@@ -143,6 +143,53 @@ def pair_samples(pairs: pd.DataFrame, per_group: int = 2) -> pd.DataFrame:
     return pairs.groupby("group", sort=False).head(per_group)[columns].sort_values("group", kind="stable")
 
 
+def group_weight_table(groups: dict[str, dict[str, float]], traits: list[str]) -> pd.DataFrame:
+    """Groups × traits: each group's weight on each gold trait (0 where it leaves one out), in profile order."""
+    from .groups import check_group_traits
+
+    check_group_traits(groups, traits)
+    table = pd.DataFrame([{t: float(weights.get(t, 0.0)) for t in traits} for weights in groups.values()])
+    return table.set_axis(pd.Index(list(groups), name="group")).rename_axis(columns="trait")
+
+
+def trait_tables(
+    stage_dir: Path, scored: pd.DataFrame, traits: list[str], groups: dict[str, dict[str, float]]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(trait redundancy, group disagreement matrix) as stage 02 wrote them into a preferences directory; for a
+    directory finished before the stage wrote them, computed now from the same responses (`scored`)."""
+    from .groups import disagreement_matrix, trait_redundancy
+
+    redundancy_csv, disagreement_csv = stage_dir / "trait_redundancy.csv", stage_dir / "group_disagreement.csv"
+    if redundancy_csv.exists() and disagreement_csv.exists():
+        redundancy = pd.read_csv(redundancy_csv, index_col="trait")
+        redundancy["note"] = redundancy["note"].fillna("").astype(str)  # an empty note reads back as NaN
+        return redundancy, pd.read_csv(disagreement_csv, index_col="group")
+    return trait_redundancy(scored, traits), disagreement_matrix(scored, traits, groups)
+
+
+def redundancy_note(redundancy: pd.DataFrame) -> str:
+    """One Markdown sentence reading `groups.trait_redundancy`: the trait the others predict best, and the
+    most rank-correlated pair."""
+    r2 = redundancy["r2_from_others"].dropna()
+    if r2.empty:
+        return "Every trait is constant on these responses: no R² to read."
+    top = r2.idxmax()
+    text = (
+        f"The others predict **{top}** best (R² {r2[top]:.2f}): near 1, a trait adds no direction the others do not "
+        "already give; near 0, it is a direction of its own."
+    )
+    names = list(redundancy.index)
+    rho = {(a, b): abs(redundancy.at[a, f"rho_{b}"]) for i, a in enumerate(names) for b in names[i + 1 :]}
+    rho = {pair: value for pair, value in rho.items() if pd.notna(value)}
+    if rho:
+        a, b = max(rho, key=rho.get)
+        text += f" The strongest rank correlation is {a}–{b} (|ρ| {rho[a, b]:.2f})."
+    constant = list(redundancy.index[redundancy["note"].astype(bool)])
+    if constant:
+        text += f" Constant on these responses: {', '.join(constant)}."
+    return text
+
+
 # 03 · Reward models
 
 
@@ -182,6 +229,30 @@ def group_accuracy(metrics: pd.DataFrame, split: str = "test", confidence: float
     intervals = [accuracy_interval(a, int(n), confidence) for a, n in zip(out["accuracy"], out["n"])]
     out["ci_low"], out["ci_high"] = [i[0] for i in intervals], [i[1] for i in intervals]
     return out
+
+
+def rm_budget_tables(rm_path: Path, minority: str) -> dict[str, pd.DataFrame] | None:
+    """A reward-model stage's budgets.csv (reward_model.grid) as the tables notebook 03 shows: optimiser steps per
+    setting and policy, the minority's test accuracy, the validation accuracy (mean over groups) that picks `tuned`,
+    and what each budget picked; None without a grid."""
+    path = rm_path / "budgets.csv"
+    if not path.is_file():
+        return None
+    from .budgets import comparison
+
+    grid = pd.read_csv(path)
+    validation = grid[(grid["split"] == "validation") & (grid["group"] != "overall")]
+    picked = grid[(grid["split"] == "test") & (grid["group"] == "overall") & (grid["matched"] | grid["tuned"])]
+    return {
+        "optimiser steps": grid.drop_duplicates(["policy", "setting"]).pivot(
+            index="setting", columns="policy", values="optimizer_steps"
+        ),
+        f"{minority}: test accuracy": comparison(grid, minority, "test").round(3),
+        "validation accuracy, mean over groups": validation.pivot_table(
+            index="setting", columns="policy", values="accuracy", sort=False
+        ).round(3),
+        "picked (test accuracy, all groups)": picked[["policy", "setting", "matched", "tuned", "accuracy"]],
+    }
 
 
 # 05 · Evaluation
@@ -362,3 +433,13 @@ def gain_overview(gain: pd.DataFrame) -> pd.DataFrame:
             "climbed": gain["ci_low"] > 0,
         }
     )
+
+
+def budget_overview(results: Path) -> dict[str, pd.DataFrame] | None:
+    """With a budget grid (reward_model.grid): the reward-model accuracy gap to MaxMin under every budget, and each
+    group's test accuracy under the default, matched and tuned budgets pooled over seeds (n, Wilson interval; tuned:
+    each seed's own pick); None for a run without a grid."""
+    gaps_path, accuracy_path = results / "budget_gaps.csv", results / "rm_accuracy_by_budget.csv"
+    if not accuracy_path.is_file():
+        return None
+    return {"gaps": pd.read_csv(gaps_path).round(4), "accuracy": pd.read_csv(accuracy_path).round(4)}

@@ -51,6 +51,9 @@ def run_sweep(
     out_dir.mkdir(parents=True, exist_ok=True)
     nodes = plan(cfg, base_parameters(cfg, overrides, profile))
     announce(cfg, log)
+    from .variants import link
+
+    link(cfg)  # the variants' shared stages, as symlinks into this run (variants.py)
     if executor == "slurm":
         kernels = "one kernel per SLURM job"
     else:
@@ -87,3 +90,7 @@ def announce(cfg: Config, log: Callable[[str], None]) -> None:
 
     if notice := rank_notice(cfg):  # SharedRep's K >= U constrains nothing: say so once, whatever the executor
         log(notice)
+    from .variants import describe
+
+    if line := describe(cfg):
+        log(line)

@@ -18,9 +18,15 @@ groups with K = 2 are such a case. The shared representation can only help when 
 span fewer dimensions than there are groups (here one minority and two majority groups, K = 2): then the
 majority data pin down span(B*), and the minority only has to learn K mixing weights.
 
-Random streams: `numpy.random.SeedSequence(seed).spawn(3)` gives independent streams for the planted
-problem, the training pairs and the test pairs, so changing the number of pairs or p never changes the
-problem or its test set; heads are seeded with the same seed through `train_heads`.
+Budgets (`budget_sweep`): beside the one shared setting of `sweep`, every method is also trained at its own
+unmatched setting, the paper's (`default`: SharedRep at 10x MaxMin's learning rate), and at every cell of a grid
+of learning rates x epochs fixed in advance (`budgets.settings`); `matched` is the grid's declared cell, `tuned`
+each method's cell with the best mean-over-groups accuracy on validation pairs disjoint from the test pairs.
+`budget_gaps` reports the SharedRep(K) - MaxMin gap under each, so the reader sees how much of it is optimisation.
+
+Random streams: `numpy.random.SeedSequence(seed).spawn(4)` gives independent streams for the planted
+problem, the training pairs, the test pairs and the validation pairs, so changing the number of pairs or p
+never changes the problem or its test set; heads are seeded with the same seed through `train_heads`.
 """
 
 from __future__ import annotations
@@ -31,7 +37,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .config import HeadConfig
+from . import budgets
+from .config import BudgetGridConfig, HeadConfig
 from .groups import assign_groups
 from .methods import METHODS, method_label, split_method
 from .reward_models import GroupHeads, pair_metrics, train_heads
@@ -49,11 +56,39 @@ RESULT_COLUMNS = [
     "accuracy",
     "param_error",
 ]
+# budget_sweep's rows: the above, plus the head setting each was trained at and what it is for
+BUDGET_COLUMNS = RESULT_COLUMNS + [
+    "setting",  # "default" (the method's own, paper setting) or a grid cell (budgets.cell_name)
+    "learning_rate",
+    "num_epochs",
+    "batch_size",
+    "optimizer_steps",  # summed over the method's runs (MaxMin: one run per group)
+    "validation_accuracy",
+    "matched",  # the grid's declared cell
+    "tuned",  # this method's (and seed's) best grid cell on the validation pairs
+]
+RUN_KEYS = ["method", "k", "proportion", "n_pairs", "seed"]  # one trained model per setting within these
 
 
 def default_head() -> HeadConfig:
     """One set of hyper-parameters for every method (a fair comparison); linear rewards, as planted."""
     return HeadConfig(learning_rate=1e-2, num_epochs=30, batch_size=64, tanh=False)
+
+
+def default_grid() -> BudgetGridConfig:
+    """The budget grid, fixed before any budget result was seen: 2 learning rates x 2 epoch counts around
+    default_head, at its batch size; matched = default_head's own cell, so `matched` is what `sweep` trains."""
+    return BudgetGridConfig(learning_rates=[3e-3, 1e-2], num_epochs=[10, 30], batch_size=64, matched=[1e-2, 30])
+
+
+def paper_heads() -> dict[str, HeadConfig]:
+    """Each method's own, unmatched setting (budget `default`), with the paper's ratio: SharedRep at 10x MaxMin's
+    learning rate (upstream 5e-4 vs 5e-5), Uniform as MaxMin. MaxMin's rate L = 1e-3 keeps SharedRep at
+    default_head's 1e-2, the rate this check was built and checked with (the traits profile uses the same
+    pair), rather than pushing SharedRep to 1e-1, past anything tried here. Only the rate differs: epochs,
+    batch and linear rewards stay default_head's, since tanh would no longer fit the planted linear rewards."""
+    low = replace(default_head(), learning_rate=1e-3)
+    return {"maxmin": low, "sharedrep": default_head(), "uniform": low}
 
 
 @dataclass
@@ -68,6 +103,10 @@ class SyntheticConfig:
     seed: int = 0
     n_test_pairs: int = 2_000  # fresh noise-free test pairs per group
     head: HeadConfig = field(default_factory=default_head)
+    # budget_sweep only: fresh noise-free pairs per group on which `tuned` picks a grid cell (not the test pairs)
+    n_validation_pairs: int = 500
+    grid: BudgetGridConfig = field(default_factory=default_grid)
+    paper: dict[str, HeadConfig] = field(default_factory=paper_heads)  # per method: its `default` budget
 
     @property
     def groups(self) -> list[str]:
@@ -111,8 +150,11 @@ def validate(cfg: SyntheticConfig) -> None:
         raise ValueError(f"Minority proportion {cfg.proportion} is outside (0, 1).")
     if cfg.beta <= 0:
         raise ValueError(f"beta={cfg.beta} must be positive.")
-    if cfg.n_pairs < 1 or cfg.n_test_pairs < 1:
-        raise ValueError(f"n_pairs={cfg.n_pairs} and n_test_pairs={cfg.n_test_pairs} must be at least 1.")
+    if cfg.n_pairs < 1 or cfg.n_test_pairs < 1 or cfg.n_validation_pairs < 1:
+        raise ValueError(
+            f"n_pairs={cfg.n_pairs}, n_test_pairs={cfg.n_test_pairs} and n_validation_pairs={cfg.n_validation_pairs} "
+            "must be at least 1."
+        )
     if cfg.weights is not None:
         w = np.asarray(cfg.weights, dtype=float)
         if w.shape != (cfg.n_groups, cfg.k):
@@ -123,8 +165,33 @@ def validate(cfg: SyntheticConfig) -> None:
             raise ValueError(f"The minority's weights {w[0].tolist()} equal a majority group's; they must differ.")
 
 
+def validate_grid(grid: BudgetGridConfig) -> None:
+    """A budget grid of at least 2 learning rates x 2 epoch counts (one cell can pick the winner), whose matched
+    setting is one of its cells."""
+    lrs, epochs = list(grid.learning_rates), list(grid.num_epochs)
+    if len(set(lrs)) < 2 or len(set(epochs)) < 2:
+        raise ValueError(
+            f"The budget grid needs at least two learning rates and two epoch counts; got learning_rates={lrs}, "
+            f"num_epochs={epochs}."
+        )
+    if any(lr <= 0 for lr in lrs) or any(e < 1 or e != int(e) for e in epochs) or grid.batch_size < 1:
+        raise ValueError(
+            f"Budget grid learning rates {lrs} must be > 0, epochs {epochs} whole numbers >= 1 and "
+            f"batch_size {grid.batch_size} >= 1."
+        )
+    cells = [budgets.cell_name(lr, e) for lr in lrs for e in epochs]
+    if len(set(cells)) != len(cells):  # names, not values: 1e-2 and 0.0100000001 are both "lr0.01"
+        raise ValueError(f"The budget grid repeats a cell: learning_rates={lrs}, num_epochs={epochs}.")
+    if len(grid.matched) != 2 or budgets.cell_name(grid.matched[0], grid.matched[1]) not in cells:
+        raise ValueError(
+            f"The budget grid's matched setting {grid.matched} must be one [learning rate, epochs] cell of the "
+            f"grid: {', '.join(cells)}."
+        )
+
+
 def _streams(seed: int) -> list[np.random.SeedSequence]:
-    return np.random.SeedSequence(seed).spawn(3)  # problem, training pairs, test pairs
+    # spawn(4)'s first three children are spawn(3)'s, so the validation stream left every earlier draw as it was
+    return np.random.SeedSequence(seed).spawn(4)  # problem, training pairs, test pairs, validation pairs
 
 
 def make_problem(cfg: SyntheticConfig) -> Problem:
@@ -200,13 +267,29 @@ def resolve_method(name: str, k: int) -> tuple[str, int | None]:
     return method, (method_k or k) if method == "sharedrep" else None
 
 
+def validation_pairs(problem: Problem, cfg: SyntheticConfig) -> tuple[np.ndarray, ...]:
+    """cfg.n_validation_pairs fresh pairs per group from the seed's own validation stream (never the test
+    pairs' stream), labelled like the test pairs by the true sign: the question is how good each method can be
+    made, so the pick is not blurred by label noise."""
+    rng = np.random.default_rng(_streams(cfg.seed)[3])
+    return held_out_pairs(problem, cfg.n_validation_pairs, rng)
+
+
 def run_seed(
-    cfg: SyntheticConfig, cells: list[tuple[float, int]], methods: list[str] | tuple[str, ...] = METHODS
+    cfg: SyntheticConfig,
+    cells: list[tuple[float, int]],
+    methods: list[str] | tuple[str, ...] = METHODS,
+    budget: bool = False,
 ) -> list[dict]:
-    """Every method on every (proportion, n_pairs) cell for cfg.seed: one row per method, cell and group."""
+    """Every method on every (proportion, n_pairs) cell for cfg.seed: one row per method, cell and group.
+
+    budget=False: every method at cfg.head (RESULT_COLUMNS). budget=True: every method at its own setting
+    (cfg.paper, "default") and at every grid cell, one row per setting too, with BUDGET_COLUMNS but the flags
+    (`budget_sweep` sets them). Every setting of a method sees the same pairs and starts from the same seed."""
     problem = make_problem(cfg)
-    _, train_ss, test_ss = _streams(cfg.seed)
+    _, train_ss, test_ss, _ = _streams(cfg.seed)
     test = to_tensors(*held_out_pairs(problem, cfg.n_test_pairs, np.random.default_rng(test_ss)))
+    validation = to_tensors(*validation_pairs(problem, cfg)) if budget else None
     true = problem.directions
     roles = ["minority"] + ["majority"] * (len(problem.groups) - 1)
     rows = []
@@ -216,12 +299,16 @@ def run_seed(
         counts = np.bincount(train[2].numpy(), minlength=len(problem.groups))
         for name in methods:
             method, k = resolve_method(name, cfg.k)
-            heads, _ = train_heads(method, k, len(problem.groups), *train, cfg.head, cfg.seed)
-            metrics = pair_metrics(heads, *test, problem.groups)
-            errors = param_errors(effective_directions(heads), true)
-            for u, group in enumerate(problem.groups):
-                rows.append(
-                    {
+            hps = budgets.settings(cfg.paper[method], cfg.grid) if budget else {None: cfg.head}
+            for setting, hp in hps.items():
+                heads, _ = train_heads(method, k, len(problem.groups), *train, hp, cfg.seed)
+                metrics = pair_metrics(heads, *test, problem.groups)
+                errors = param_errors(effective_directions(heads), true)
+                if budget:
+                    checked = pair_metrics(heads, *validation, problem.groups)
+                    steps = sum(run["optimizer_steps"] for run in heads.runs)
+                for u, group in enumerate(problem.groups):
+                    row = {
                         "method": method,
                         "k": k,
                         "proportion": proportion,
@@ -233,7 +320,16 @@ def run_seed(
                         "accuracy": metrics[group]["accuracy"],
                         "param_error": float(errors[u]),
                     }
-                )
+                    if budget:
+                        row |= {
+                            "setting": setting,
+                            "learning_rate": hp.learning_rate,
+                            "num_epochs": hp.num_epochs,
+                            "batch_size": hp.batch_size,
+                            "optimizer_steps": steps,
+                            "validation_accuracy": checked[group]["accuracy"],
+                        }
+                    rows.append(row)
     return rows
 
 
@@ -250,21 +346,124 @@ def cells_slices(
     return list(dict.fromkeys(cells))
 
 
-def sweep(
-    cfg: SyntheticConfig,
-    cells: list[tuple[float, int]],
-    seeds: list[int],
-    methods: list[str] | tuple[str, ...] = METHODS,
-) -> pd.DataFrame:
-    """Tidy results (RESULT_COLUMNS): one row per method, cell, seed and group."""
+def _check_sweep(cfg: SyntheticConfig, cells: list[tuple[float, int]], seeds: list[int], methods) -> None:
     if not seeds:
         raise ValueError("seeds is empty; give at least one seed.")
     if not cells:
         raise ValueError("cells is empty; give at least one (proportion, n_pairs).")
     for name in methods:
         resolve_method(name, cfg.k)
+
+
+def sweep(
+    cfg: SyntheticConfig,
+    cells: list[tuple[float, int]],
+    seeds: list[int],
+    methods: list[str] | tuple[str, ...] = METHODS,
+) -> pd.DataFrame:
+    """Tidy results (RESULT_COLUMNS): one row per method, cell, seed and group, every method at cfg.head."""
+    _check_sweep(cfg, cells, seeds, methods)
     rows = [row for seed in seeds for row in run_seed(replace(cfg, seed=seed), cells, methods)]
     return pd.DataFrame(rows, columns=RESULT_COLUMNS)
+
+
+def budget_sweep(
+    cfg: SyntheticConfig,
+    cells: list[tuple[float, int]],
+    seeds: list[int],
+    methods: list[str] | tuple[str, ...] = METHODS,
+) -> pd.DataFrame:
+    """Every method at its own setting (cfg.paper, setting "default") and at every cell of cfg.grid
+    (BUDGET_COLUMNS): one row per method, cell, seed, setting and group, each setting once, with `matched`
+    and `tuned` flags (`mark_budgets`). Costs 1 + the grid's cells trainings per method where `sweep` costs 1;
+    with cfg.head at the matched cell, the matched rows are `sweep`'s rows."""
+    _check_sweep(cfg, cells, seeds, methods)
+    validate_grid(cfg.grid)
+    missing = sorted({resolve_method(name, cfg.k)[0] for name in methods} - set(cfg.paper))
+    if missing:
+        raise ValueError(f"cfg.paper has no own setting for {', '.join(missing)}; it has {', '.join(cfg.paper)}.")
+    rows = [row for seed in seeds for row in run_seed(replace(cfg, seed=seed), cells, methods, budget=True)]
+    return mark_budgets(pd.DataFrame(rows, columns=BUDGET_COLUMNS[:-2]), cfg.grid)
+
+
+def mark_budgets(table: pd.DataFrame, grid: BudgetGridConfig) -> pd.DataFrame:
+    """The table with `matched` (the grid's declared cell) and `tuned` flags: per method, K, p, n and seed, the
+    grid cell with the best mean-over-groups validation accuracy, the first in grid order on a tie
+    (`budgets.tuned_cell`, the pipeline's rule). The test accuracy never enters the pick."""
+    order = list(budgets.settings(HeadConfig(), grid))  # "default", then the grid's cells in grid order
+    unknown = sorted(set(table["setting"]) - set(order))
+    if unknown:
+        raise ValueError(f"Settings {unknown} are neither {budgets.DEFAULT!r} nor a cell of the grid: {order[1:]}.")
+    table = table.copy()
+    table["matched"] = table["setting"] == budgets.matched_cell(grid)
+    run = table.groupby(RUN_KEYS, dropna=False, sort=False).ngroup()  # k is NaN for MaxMin: ids, not keys
+    rank = table["setting"].map(order.index)
+    tuned = {}
+    for run_id, part in table.assign(_rank=rank).sort_values("_rank", kind="stable").groupby(run):
+        view = part.assign(policy="", split="validation", accuracy=part["validation_accuracy"])
+        tuned[run_id] = budgets.tuned_cell(view, "")
+    table["tuned"] = (table["setting"] == run.map(tuned)).to_numpy()
+    return table[BUDGET_COLUMNS]
+
+
+def budget_view(df: pd.DataFrame, budget: str = "matched") -> pd.DataFrame:
+    """One budget's rows of a `budget_sweep` table as a plain sweep table (RESULT_COLUMNS), for `summarize`,
+    `accuracy_table` and `headline`: "default", "matched", "tuned" or a grid cell's name."""
+    cells = [s for s in dict.fromkeys(df["setting"]) if s != budgets.DEFAULT]
+    if budget in ("matched", "tuned"):
+        mask = df[budget].astype(bool)
+    elif budget == budgets.DEFAULT or budget in cells:
+        mask = df["setting"] == budget
+    else:
+        raise ValueError(f"Budget {budget!r} is not default, matched, tuned or a grid cell ({', '.join(cells)}).")
+    return df.loc[mask, RESULT_COLUMNS].reset_index(drop=True)
+
+
+def _seed_means(df: pd.DataFrame, role: str, column: str) -> pd.Series:
+    """Per seed: the mean over the role's groups (a seed is the unit: its groups share a problem and data)."""
+    return df[df["role"] == role].groupby("seed")[column].mean()
+
+
+def budget_gaps(
+    df: pd.DataFrame, k: int | None = None, role: str = "minority", baseline: str = "maxmin"
+) -> pd.DataFrame:
+    """SharedRep(K) minus `baseline` accuracy for `role` (mean over its groups) per (p, n) cell of a
+    `budget_sweep` table, under each budget: rows default, every grid cell (grid order), matched, tuned (each
+    method at its own pick, which may differ by seed). Columns: the gap's mean over seeds and its seed-level
+    SEM (`stats.sem`), the seeds, each method's mean accuracy and mean optimiser steps per training."""
+    ks = sorted({int(v) for v in df.loc[df["method"] == "sharedrep", "k"].dropna()})
+    if k is None and len(ks) == 1:
+        k = ks[0]
+    if k not in ks:
+        raise ValueError(f"SharedRep K={k} is not in this table (K: {ks}); pass k= one of them.")
+    if role not in set(df["role"]):
+        raise ValueError(f"Role {role!r} is not in this table; it has {', '.join(dict.fromkeys(df['role']))}.")
+    if baseline not in set(df["method"]) or baseline == "sharedrep":
+        raise ValueError(f"Baseline {baseline!r} must be another method of this table: {set(df['method'])}.")
+    models = {"sharedrep": (df["method"] == "sharedrep") & (df["k"] == k), baseline: df["method"] == baseline}
+    cells = [s for s in dict.fromkeys(df["setting"]) if s != budgets.DEFAULT]
+    matched = ", ".join(df.loc[df["matched"].astype(bool), "setting"].unique())
+    budget_rows = (
+        [(budgets.DEFAULT, df["setting"] == budgets.DEFAULT, budgets.DEFAULT)]
+        + [(cell, df["setting"] == cell, cell) for cell in cells]
+        + [("matched", df["matched"].astype(bool), matched)]
+        + [("tuned", df["tuned"].astype(bool), "best on validation")]
+    )
+    rows = []
+    for (proportion, n), at in df.groupby(["proportion", "n_pairs"], sort=True):
+        for budget, mask, setting in budget_rows:
+            row = {"proportion": proportion, "n_pairs": n, "budget": budget, "setting": setting}
+            accuracy, steps = {}, {}
+            for m, pick in models.items():
+                part = at[(mask & pick).loc[at.index]]
+                accuracy[m] = _seed_means(part, role, "accuracy")
+                steps[m] = part.groupby("seed")["optimizer_steps"].first()  # the same on each group's row
+            gap = (accuracy["sharedrep"] - accuracy[baseline]).dropna()  # paired by seed
+            row |= {"gap_mean": float(gap.mean()), "gap_sem": sem(gap.to_numpy()), "n_seeds": len(gap)}
+            for m in models:
+                row |= {f"{m}_accuracy": float(accuracy[m].mean()), f"{m}_steps": float(steps[m].mean())}
+            rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def summarize(df: pd.DataFrame, by: str = "role") -> pd.DataFrame:
@@ -273,6 +472,8 @@ def summarize(df: pd.DataFrame, by: str = "role") -> pd.DataFrame:
     With by="role", a seed's majority value is first averaged over its majority groups, so the SEM is
     over seeds (independent problems and data sets), not over correlated groups.
     """
+    if "setting" in df and df["setting"].nunique() > 1:  # several trainings per seed: they would be averaged
+        raise ValueError("This table holds several budget settings; pick one first with budget_view(df, budget).")
     keys = ["method", "k", "proportion", "n_pairs", by]
     per_seed = df.groupby(keys + ["seed"], dropna=False)[["accuracy", "param_error"]].mean().reset_index()
     rows = []

@@ -80,6 +80,15 @@ def test_preferences_are_byte_identical_for_the_same_seed_and_differ_for_another
     assert manifest["inputs"] == {"responses": file_hash(responses_dir(a) / "responses.parquet")}
     assert {"python", "torch", "numpy", "pandas"} <= set(manifest["versions"])
     assert "git_commit" in manifest and manifest["params"]["seed"] == 42
+    # beside the pairs: trait redundancy (one row per trait) and the groups × groups disagreement matrix
+    traits, groups = list(config(a).gold.traits), list(config(a).gold.groups)
+    redundancy = pd.read_csv(preferences_dir(a, 42, 0.3) / "trait_redundancy.csv", index_col="trait")
+    assert list(redundancy.index) == traits
+    assert list(redundancy.columns) == ["std", *(f"rho_{t}" for t in traits), "r2_from_others", "note"]
+    shares = pd.read_csv(preferences_dir(a, 42, 0.3) / "group_disagreement.csv", index_col="group")
+    assert list(shares.index) == list(shares.columns) == groups
+    summary = manifest["trait_group_summary"]
+    assert summary["min_pair_disagreement"] == summary["max_pair_disagreement"] == round(shares.iat[0, 1], 6)
 
 
 def test_reward_model_metrics_are_identical_in_this_process_and_a_fresh_one(two_runs):

@@ -1,22 +1,32 @@
-"""The synthetic linear model: planted truth, problem construction, labels, sweep shape."""
+"""The synthetic linear model: planted truth, problem construction, labels, sweep shape, budgets."""
+
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from sharedrep_utils.config import HeadConfig
+from sharedrep_utils import synthetic
+from sharedrep_utils.config import BudgetGridConfig, HeadConfig
 from sharedrep_utils.synthetic import (
+    BUDGET_COLUMNS,
     RESULT_COLUMNS,
     SyntheticConfig,
     accuracy_table,
+    budget_gaps,
+    budget_sweep,
+    budget_view,
     cells_slices,
+    held_out_pairs,
     make_problem,
+    mark_budgets,
     param_errors,
     sample_pairs,
     summarize,
     sweep,
     to_tensors,
+    validation_pairs,
 )
 
 PAPER_LIKE = [[1.0, 0.0], [0.3, 0.7], [0.7, 0.3]]  # minority: trait 1 only; two majority mixes
@@ -153,3 +163,179 @@ def test_bad_config_is_one_clear_error(kwargs, match):
 def test_unknown_method_is_rejected_before_work():
     with pytest.raises(ValueError, match="Unknown method"):
         sweep(SyntheticConfig(), [(0.1, 100)], seeds=[0], methods=["maxmean"])
+
+
+# budgets: every method at its own (paper) setting and at every cell of a small grid, on tiny problems
+TINY_GRID = BudgetGridConfig(learning_rates=[3e-3, 1e-2], num_epochs=[1, 2], batch_size=32, matched=[1e-2, 2])
+TINY = SyntheticConfig(
+    d=8, n_test_pairs=100, n_validation_pairs=50, grid=TINY_GRID,
+    head=HeadConfig(learning_rate=1e-2, num_epochs=2, batch_size=32, tanh=False),  # the matched cell
+)  # fmt: skip
+CELLS = ["lr0.003-ep1", "lr0.003-ep2", "lr0.01-ep1", "lr0.01-ep2"]
+
+
+@pytest.fixture(scope="module")
+def tiny_budgets():
+    return budget_sweep(TINY, [(0.2, 100)], seeds=[0, 1], methods=["maxmin", "sharedrep"])
+
+
+def test_every_setting_trains_at_its_own_rate_epochs_and_batch(monkeypatch):
+    calls = []
+
+    def spy(method, k, n_groups, chosen, rejected, group_ids, hp, seed):
+        calls.append((method, hp.learning_rate, hp.num_epochs, hp.batch_size))
+        return train_heads(method, k, n_groups, chosen, rejected, group_ids, hp, seed)
+
+    train_heads = synthetic.train_heads
+    monkeypatch.setattr(synthetic, "train_heads", spy)
+    df = budget_sweep(TINY, [(0.2, 100)], seeds=[0], methods=["maxmin", "sharedrep"])
+    # own settings first (MaxMin 1e-3, SharedRep 10x that; 30 epochs of 64), then the grid in grid order
+    grid = [(3e-3, 1, 32), (3e-3, 2, 32), (1e-2, 1, 32), (1e-2, 2, 32)]
+    own = {"maxmin": (1e-3, 30, 64), "sharedrep": (1e-2, 30, 64)}
+    assert calls == [(m, *hp) for m in ("maxmin", "sharedrep") for hp in [own[m], *grid]]
+    assert list(df.columns) == BUDGET_COLUMNS
+    assert len(df) == 2 * 5 * 3  # methods x settings x groups: each setting once
+    # seed 0, p = 0.2, n = 100: the groups get 19, 40 and 41 pairs
+    assert df.loc[df["method"] == "maxmin"].groupby("group")["n_train_group"].first().to_dict() == {
+        "minority": 19, "majority1": 40, "majority2": 41
+    }  # fmt: skip
+    steps = df.groupby(["method", "setting"])["optimizer_steps"].agg(set).to_dict()
+    # SharedRep: one run of epochs x ceil(100 / batch); MaxMin: one run per group, epochs x ceil(n_u / batch) each
+    assert {s: steps[("sharedrep", s)] for s in ["default"] + CELLS} == {
+        "default": {30 * 2}, "lr0.003-ep1": {4}, "lr0.003-ep2": {8}, "lr0.01-ep1": {4}, "lr0.01-ep2": {8}
+    }  # fmt: skip
+    assert {s: steps[("maxmin", s)] for s in ["default"] + CELLS} == {
+        "default": {30 * (1 + 1 + 1)}, "lr0.003-ep1": {1 + 2 + 2}, "lr0.003-ep2": {2 * (1 + 2 + 2)},
+        "lr0.01-ep1": {5}, "lr0.01-ep2": {10},
+    }  # fmt: skip
+    cell = df[df["setting"] == "lr0.003-ep2"]
+    assert set(cell["learning_rate"]) == {3e-3} and set(cell["num_epochs"]) == {2} and set(cell["batch_size"]) == {32}
+    assert set(df.loc[df["matched"], "setting"]) == {"lr0.01-ep2"}
+
+
+def test_matched_budget_is_the_plain_sweep_and_the_old_streams_are_kept(tiny_budgets):
+    plain = sweep(TINY, [(0.2, 100)], seeds=[0, 1], methods=["maxmin", "sharedrep"])
+    pd.testing.assert_frame_equal(budget_view(tiny_budgets, "matched"), plain)
+    # the validation stream is a fourth child: the problem, training and test streams are spawn(3)'s, as before
+    for seed in (0, 1, 7):
+        old = np.random.SeedSequence(seed).spawn(3)
+        new = synthetic._streams(seed)
+        assert len(new) == 4
+        assert all(np.array_equal(a.generate_state(4), b.generate_state(4)) for a, b in zip(old, new[:3]))
+    with pytest.raises(ValueError, match="several budget settings"):
+        summarize(tiny_budgets)
+    assert len(summarize(budget_view(tiny_budgets, "tuned"))) == 2 * 2  # methods x roles
+
+
+def test_validation_pairs_are_fresh_draws_disjoint_from_the_test_pairs():
+    cfg = replace(TINY, n_validation_pairs=100)  # as many as the test pairs: still different draws
+    problem = make_problem(cfg)
+    test = held_out_pairs(problem, cfg.n_test_pairs, np.random.default_rng(np.random.SeedSequence(0).spawn(3)[2]))
+    val = validation_pairs(problem, cfg)
+    assert val[0].shape == test[0].shape == (3 * 100, 8)
+    test_rows = {row.tobytes() for row in np.vstack([test[0], test[1]])}
+    assert not any(row.tobytes() in test_rows for row in np.vstack([val[0], val[1]]))
+    # labelled by the true sign of each group's reward difference, 100 per group
+    rows = np.arange(len(val[2]))
+    truth = problem.rewards(val[0])[rows, val[2]] > problem.rewards(val[1])[rows, val[2]]
+    assert np.array_equal(val[3], truth.astype(int)) and np.bincount(val[2]).tolist() == [100, 100, 100]
+
+
+SETTINGS = ["default", "lr0.1-ep1", "lr0.1-ep2", "lr0.2-ep1", "lr0.2-ep2"]  # grid order
+HAND_GRID = BudgetGridConfig(learning_rates=[0.1, 0.2], num_epochs=[1, 2], batch_size=8, matched=[0.2, 1])
+
+
+def hand_rows(method, k, seed, setting, validation, test, steps=0):
+    """One trained model's rows: validation and test accuracy per group (minority, majority1, majority2)."""
+    groups, roles = ["minority", "majority1", "majority2"], ["minority", "majority", "majority"]
+    return [
+        {"method": method, "k": k, "proportion": 0.1, "n_pairs": 100, "seed": seed, "group": g, "role": r,
+         "n_train_group": 0, "accuracy": t, "param_error": 0.0, "setting": setting, "learning_rate": 0.0,
+         "num_epochs": 0, "batch_size": 8, "optimizer_steps": steps, "validation_accuracy": v}
+        for g, r, v, t in zip(groups, roles, validation, test)
+    ]  # fmt: skip
+
+
+def test_tuned_is_the_best_mean_validation_cell_first_in_grid_order_on_a_tie():
+    val = {  # maxmin, seed 0: per group (minority, majority1, majority2)
+        "default": [1.0, 1.0, 1.0],  # the own setting is not a grid cell: never tuned
+        "lr0.1-ep1": [1.0, 0.25, 0.25],  # the best minority, not the best mean (0.5)
+        "lr0.1-ep2": [0.5, 0.75, 0.5],  # mean 0.5833
+        "lr0.2-ep1": [0.5, 0.75, 0.75],  # mean 0.6667: tuned
+        "lr0.2-ep2": [0.25, 0.5, 0.5],
+    }
+    rows = [r for s in SETTINGS for r in hand_rows("maxmin", None, 0, s, val[s], [1 - v for v in val[s]])]
+    # sharedrep, seed 0: a tie at mean 0.75 between lr0.1-ep2 and lr0.2-ep2, written out of grid order
+    tie = {"lr0.2-ep2": [0.5, 1.0, 0.75], "lr0.1-ep2": [0.75, 0.75, 0.75], "lr0.1-ep1": [0.5, 0.5, 0.5]}
+    rows += [r for s, v in tie.items() for r in hand_rows("sharedrep", 2, 0, s, v, [0.5] * 3)]
+    rows += [r for s in SETTINGS for r in hand_rows("maxmin", None, 1, s, [0.5] * 3, [0.5] * 3)]  # all tied
+    table = mark_budgets(pd.DataFrame(rows, columns=BUDGET_COLUMNS[:-2]), HAND_GRID)
+    picks = table[table["tuned"]].groupby(["method", "seed"])["setting"].agg(set).to_dict()
+    assert picks == {("maxmin", 0): {"lr0.2-ep1"}, ("sharedrep", 0): {"lr0.1-ep2"}, ("maxmin", 1): {"lr0.1-ep1"}}
+    assert table.groupby(["method", "seed"])["tuned"].sum().tolist() == [3, 3, 3]  # one model's 3 groups each
+    assert set(table.loc[table["matched"], "setting"]) == {"lr0.2-ep1"}
+    with pytest.raises(ValueError, match="lr0.5-ep1"):
+        mark_budgets(pd.DataFrame(hand_rows("maxmin", None, 0, "lr0.5-ep1", [0.5] * 3, [0.5] * 3)), HAND_GRID)
+
+
+def test_budget_gaps_pair_the_methods_by_seed_under_every_budget():
+    minority = {  # test accuracy of the minority per setting (grid order), per method and seed
+        ("sharedrep", 0): [0.8, 0.6, 0.7, 0.8, 0.9],
+        ("sharedrep", 1): [0.9, 0.65, 0.75, 0.8, 0.85],
+        ("maxmin", 0): [0.6, 0.5, 0.6, 0.7, 0.8],
+        ("maxmin", 1): [0.6, 0.55, 0.65, 0.75, 0.7],
+    }
+    tuned = {("sharedrep", 0): "lr0.2-ep2", ("sharedrep", 1): "lr0.1-ep2", ("maxmin", 0): "lr0.1-ep1",
+             ("maxmin", 1): "lr0.2-ep2"}  # fmt: skip
+    steps = {"sharedrep": [60, 4, 8, 4, 8], "maxmin": [90, 5, 10, 5, 10]}
+    rows = []
+    for (method, seed), accs in minority.items():
+        for setting, acc, n_steps in zip(SETTINGS, accs, steps[method]):
+            val = [0.75] * 3 if tuned[method, seed] == setting else [0.5] * 3
+            k = 2 if method == "sharedrep" else None
+            rows += hand_rows(method, k, seed, setting, val, [acc, 0.9, 0.9], n_steps)
+    gaps = budget_gaps(mark_budgets(pd.DataFrame(rows, columns=BUDGET_COLUMNS[:-2]), HAND_GRID)).set_index("budget")
+    assert gaps.index.tolist() == SETTINGS + ["matched", "tuned"]
+    # per seed sharedrep - maxmin; mean and SEM over the 2 seeds (SEM of two values = |a - b| / 2)
+    expected = {
+        "default": (0.25, 0.05),  # 0.2, 0.3
+        "lr0.1-ep1": (0.1, 0.0),  # 0.1, 0.1
+        "lr0.2-ep1": (0.075, 0.025),  # 0.1, 0.05
+        "matched": (0.075, 0.025),  # the matched cell lr0.2-ep1
+        "tuned": (0.225, 0.175),  # 0.9 - 0.5 = 0.4 and 0.75 - 0.7 = 0.05: each method at its own pick
+    }
+    for budget, (mean, err) in expected.items():
+        assert gaps.loc[budget, "gap_mean"] == pytest.approx(mean), budget
+        assert gaps.loc[budget, "gap_sem"] == pytest.approx(err, abs=1e-12), budget
+    assert gaps.loc["matched", "setting"] == "lr0.2-ep1" and (gaps["n_seeds"] == 2).all()
+    assert gaps.loc["tuned", "sharedrep_accuracy"] == pytest.approx((0.9 + 0.75) / 2)
+    assert gaps.loc["tuned", "sharedrep_steps"] == 8 and gaps.loc["tuned", "maxmin_steps"] == (5 + 10) / 2
+    assert gaps.loc["default", "maxmin_steps"] == 90
+    with pytest.raises(ValueError, match="K=4"):
+        budget_gaps(mark_budgets(pd.DataFrame(rows, columns=BUDGET_COLUMNS[:-2]), HAND_GRID), k=4)
+
+
+@pytest.mark.parametrize(
+    "grid, match",
+    [
+        (BudgetGridConfig(learning_rates=[1e-2], num_epochs=[10, 30], batch_size=64, matched=[1e-2, 30]), "two"),
+        (BudgetGridConfig(learning_rates=[3e-3, 1e-2], num_epochs=[30], batch_size=64, matched=[1e-2, 30]), "two"),
+        (BudgetGridConfig(learning_rates=[3e-3, 1e-2], num_epochs=[10, 30], batch_size=64, matched=[3e-2, 30]),
+         r"matched setting \[0.03, 30\] must be one .* lr0.003-ep10"),
+        (BudgetGridConfig(learning_rates=[3e-3, 1e-2], num_epochs=[10, 30], batch_size=64, matched=[]), "matched"),
+        (BudgetGridConfig(learning_rates=[3e-3, -1.0], num_epochs=[10, 30], batch_size=64, matched=[3e-3, 10]),
+         "must be > 0"),
+    ],
+)  # fmt: skip
+def test_bad_grid_is_one_clear_error_before_any_training(grid, match, monkeypatch):
+    monkeypatch.setattr(synthetic, "train_heads", lambda *a: pytest.fail("trained before checking the grid"))
+    with pytest.raises(ValueError, match=match):
+        budget_sweep(SyntheticConfig(grid=grid), [(0.05, 1000)], seeds=[0])
+
+
+def test_budget_view_and_own_settings_name_what_is_allowed(tiny_budgets):
+    with pytest.raises(ValueError, match="lr0.003-ep1"):
+        budget_view(tiny_budgets, "lr0.3-ep1")
+    assert budget_view(tiny_budgets, "default").shape == (2 * 2 * 3, len(RESULT_COLUMNS))
+    with pytest.raises(ValueError, match="no own setting for uniform"):
+        budget_sweep(replace(TINY, paper={"maxmin": HeadConfig()}), [(0.2, 100)], seeds=[0], methods=["uniform"])

@@ -1,12 +1,14 @@
 """Stage 2b (per seed × proportion): annotator groups and chosen/rejected pairs from gold scores.
-Output: seed<S>/prop<P>/preferences/preferences.parquet (chosen, rejected, group, group_id)."""
+Output: seed<S>/prop<P>/preferences/preferences.parquet (chosen, rejected, group, group_id), and beside it
+trait_redundancy.csv and group_disagreement.csv (groups.trait_redundancy, groups.disagreement_matrix) of the
+responses the pairs come from, summarised in the manifest (`trait_group_summary`)."""
 
 from __future__ import annotations
 
 import pandas as pd
 
 from ..config import Config
-from ..groups import build_preferences
+from ..groups import build_preferences, disagreement_matrix, redundancy_summary, trait_redundancy
 from ..launcher import command_line
 from ..runs import is_done, locked, preferences_dir, require, responses_dir, stage_output
 
@@ -34,9 +36,15 @@ def main(cfg: Config, seed: int, proportion: float) -> pd.DataFrame:
         responses, list(cfg.gold.traits), cfg.gold.groups, cfg.gold.minority_group, proportion, seed,
         ties=cfg.gold.preference_ties,
     )  # fmt: skip
+    # the same for every seed and proportion (they read the shared responses), written with each so the
+    # pairs' directory says what the data can tell apart
+    redundancy = trait_redundancy(responses, list(cfg.gold.traits))
+    disagreements = disagreement_matrix(responses, list(cfg.gold.traits), cfg.gold.groups)
     with stage_output(out, "preferences", p, seed=seed, inputs={"responses": source}) as stage:
         pairs.to_parquet(stage["path"] / "preferences.parquet", index=False)
-        stage["extra"].update(counts=counts)
+        redundancy.to_csv(stage["path"] / "trait_redundancy.csv")
+        disagreements.to_csv(stage["path"] / "group_disagreement.csv")
+        stage["extra"].update(counts=counts, trait_group_summary=redundancy_summary(redundancy, disagreements))
     return pairs
 
 

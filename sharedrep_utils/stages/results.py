@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .. import contrasts, plots, tables
+from .. import budgets, contrasts, plots, tables, variants
 from ..config import Config
 from ..launcher import command_line
 from ..methods import rank_notice, split_method
@@ -66,13 +66,16 @@ def params(cfg: Config) -> dict:
     rms = {
         f"seed{s}-prop{p:g}": _hash(rm_dir(cfg.run_path, s, p)) for s in cfg.sweep.seeds for p in cfg.sweep.proportions
     }
-    return {
+    out = {
         "evals": evals,
         "reward_models": rms,
         "grpo": grpo,
         "groups": list(cfg.gold.groups),
         "results": asdict(cfg.results),
     }
+    if len(variants.variant_settings(cfg)) > 1:  # the contrasts read every variant's evaluations
+        out["variants"] = {variants.key(b, m): params(vcfg) for b, m, vcfg in variants.others(cfg)}
+    return out
 
 
 def options(cfg: Config) -> Options:
@@ -109,6 +112,17 @@ def score_frame(evals: dict, groups: list[str]) -> pd.DataFrame:
     frame = pd.concat(parts, ignore_index=True)
     frame["k"] = frame["k"].astype("Int64")
     return frame
+
+
+def budgets_frame(cfg: Config) -> pd.DataFrame:
+    """Every seed's budgets.csv (reward models at every budget, reward_model.grid) with seed and proportion."""
+    parts = [
+        pd.read_csv(path).assign(seed=seed, proportion=prop)
+        for seed in cfg.sweep.seeds
+        for prop in cfg.sweep.proportions
+        if (path := rm_dir(cfg.run_path, seed, prop) / "budgets.csv").is_file()
+    ]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
 def rm_metrics_frame(cfg: Config) -> pd.DataFrame:
@@ -244,7 +258,7 @@ def build(cfg: Config, out: Path) -> dict[str, pd.DataFrame]:
     summary, by_seed = summarize_all(evals, groups, opts)
     h2h, h2h_by_seed = head_to_head_all(evals, groups, "sharedrep", "maxmin", opts)
     gain = reward_gain(evals, groups, opts)
-    contrast, contrast_by_seed = contrasts.contrast_tables(evals, cfg)
+    contrast, contrast_by_seed = contrasts.variant_contrast_tables(cfg, load_evals)
     rm = rm_metrics_frame(cfg)
     curves = curves_frame(cfg)
     text = caption(cfg, by_seed)
@@ -258,11 +272,24 @@ def build(cfg: Config, out: Path) -> dict[str, pd.DataFrame]:
     completion_stats(evals).to_csv(out / "completion_stats.csv", index=False)  # what they write, not how it scores
     contrast.to_csv(out / "contrasts.csv", index=False)
     contrast_by_seed.to_csv(out / "contrasts_by_seed.csv", index=False)
+    if len({m for _, m in variants.variant_settings(cfg)}) > 1:  # raw and calibrated min: what calibrating changes
+        contrasts.calibration_effect(cfg, load_evals).to_csv(out / "calibration_effect.csv", index=False)
+    grid = budgets_frame(cfg)
+    if len(grid):  # every reward model at every budget (reward_model.grid), and the SharedRep - MaxMin gap
+        grid.to_csv(out / "budgets.csv", index=False)
+        budgets.pooled(grid).to_csv(out / "budgets_pooled.csv", index=False)
+        budgets.budget_accuracy(grid).to_csv(out / "rm_accuracy_by_budget.csv", index=False)
+        gaps = budgets.gaps(grid, cfg.gold.minority_group, cfg.results.confidence)
+        gaps.to_csv(out / "budget_gaps.csv", index=False)
     table_paths = tables.write_tables(summary, out, text, opts.ties, opts.confidence, opts.spread)
     sections = [contrasts.contrasts_markdown(contrast)]  # the declared contrast first: what the run claims
     sections += [p.read_text() for p in table_paths if p.suffix == ".md"]
     sections.append(tables.head_to_head_markdown(h2h, opts.confidence, opts.spread))
     (out / "summary.md").write_text("\n".join(sections) + f"\n_{text}_\n")
+    if len(variants.variant_settings(cfg)) > 1:
+        plots.contrast_figure(contrast, out, text)
+    if len(grid) and len(gaps):
+        plots.budget_gap_figure(gaps, out, text)
     plots.gold_score_figure(summary, out, text, opts.confidence)  # seed-level bars with two or more seeds
     plots.win_rate_figure(summary, out, text, opts.confidence)
     plots.score_distribution_figure(score_frame(evals, groups), out, text)

@@ -19,6 +19,7 @@ from dataclasses import asdict
 import pandas as pd
 import torch
 
+from .. import budgets
 from ..config import Config
 from ..groups import split_pairs
 from ..hh_data import scorer_texts
@@ -54,9 +55,12 @@ from ..runs import (
 
 
 def params(cfg: Config, seed: int, proportion: float) -> dict:
+    rm = asdict(cfg.reward_model)
+    if rm["budget"] == budgets.DEFAULT and not rm["grid"]["learning_rates"]:  # added later: no grid keeps old hashes
+        del rm["budget"], rm["grid"]
     return {
         "preferences": require(preferences_dir(cfg.run_path, seed, proportion), "02_preference_data")["params_hash"],
-        "reward_model": asdict(cfg.reward_model),
+        "reward_model": rm,
         "seed": seed,
         "proportion": proportion,
     }
@@ -116,16 +120,24 @@ def train(cfg: Config, seed: int, proportion: float, p: dict) -> None:
     featurise_s = time.perf_counter() - start  # includes loading the backbone; ~0 on a cache hit
     pairs, n_long = without_long_pairs(pairs, extractor.tokenizer, cfg, chat)
     train_pairs, test_pairs = split_pairs(pairs, rm.test_fraction, seed)
+    grid = rm.grid if rm.grid.learning_rates else None
+    # with a grid, a validation split from the training pairs picks the tuned cell; every budget trains on the rest
+    val_pairs = None
+    if grid:
+        train_pairs, val_pairs = split_pairs(train_pairs, grid.validation_fraction, seed)
     train_t, test_t = (
         pair_tensors(train_pairs, features, rm.text_format, rm.text, chat),
         pair_tensors(test_pairs, features, rm.text_format, rm.text, chat),
     )
+    if grid:
+        train_grid(cfg, seed, proportion, p, groups, train_t, pair_tensors(val_pairs, features, rm.text_format,
+                   rm.text, chat), test_t, inputs_of(cfg, seed, proportion),  # fmt: skip
+                   {"n_train_pairs": len(train_pairs), "n_validation_pairs": len(val_pairs),
+                    "n_test_pairs": len(test_pairs), "n_dropped_long_pairs": n_long, "n_unique_texts": len(features),
+                    "featurise_s": round(featurise_s, 2), "backbone_batches": extractor.calls})  # fmt: skip
+        return
     all_metrics = {}
-    inputs = {
-        "preferences": preferences_dir(cfg.run_path, seed, proportion) / "preferences.parquet",
-        "responses": responses_dir(cfg.run_path) / "responses.parquet",
-    }
-    with stage_output(out, "reward_models", p, seed=seed, inputs=inputs) as stage:
+    with stage_output(out, "reward_models", p, seed=seed, inputs=inputs_of(cfg, seed, proportion)) as stage:
         start = time.perf_counter()
         for name in cfg.policy_methods():
             method, k = split_method(name)
@@ -153,6 +165,54 @@ def train(cfg: Config, seed: int, proportion: float, p: dict) -> None:
             heads_s=round(time.perf_counter() - start, 2),  # every head of every method, with metrics
             backbone_batches=extractor.calls,
         )
+
+
+def inputs_of(cfg: Config, seed: int, proportion: float) -> dict:
+    return {
+        "preferences": preferences_dir(cfg.run_path, seed, proportion) / "preferences.parquet",
+        "responses": responses_dir(cfg.run_path) / "responses.parquet",
+    }
+
+
+def train_grid(cfg: Config, seed: int, proportion: float, p: dict, groups: list[str], train_t, val_t, test_t,
+               inputs: dict, extra: dict) -> None:  # fmt: skip
+    """Every method at its own settings and at every grid cell (budgets.py); saves the heads of the run's budget
+    (`reward_model.budget`) and writes budgets.csv: accuracy per setting, split and group, steps, the cells picked."""
+    rm, out = cfg.reward_model, rm_dir(cfg.run_path, seed, proportion)
+    with stage_output(out, "reward_models", p, seed=seed, inputs=inputs) as stage:
+        start = time.perf_counter()
+        trained, tables = {}, []
+        for name in cfg.policy_methods():
+            method, k = split_method(name)
+            trained[name], table = budgets.train_budgets(
+                name, method, k, getattr(rm, method), rm.grid, groups, train_t, val_t, test_t, seed
+            )
+            tables.append(table)
+        table = budgets.mark_choices(pd.concat(tables, ignore_index=True), rm.grid)
+        table.to_csv(stage["path"] / "budgets.csv", index=False)
+        all_metrics = {}
+        for name in cfg.policy_methods():
+            method, k = split_method(name)
+            setting = budgets.chosen_setting(rm.budget, table, name, rm.grid)
+            heads, losses = trained[name][setting]
+            hp = budgets.settings(getattr(rm, method), rm.grid)[setting]
+            metrics = {
+                "method": method,
+                "k": k,
+                "budget": rm.budget,
+                "setting": setting,
+                "hyperparameters": asdict(hp),
+                "loss_per_epoch": losses,
+                "runs": named_runs(heads.runs, groups),
+                "train": pair_metrics(heads, *train_t, groups),
+                "validation": pair_metrics(heads, *val_t, groups),
+                "test": pair_metrics(heads, *test_t, groups),
+            }
+            save_heads(heads, stage["path"] / name, groups, rm, {"seed": seed, "proportion": proportion})
+            (stage["path"] / name / "metrics.json").write_text(json.dumps(metrics, indent=2))
+            all_metrics[name] = metrics
+        stage["extra"].update(metrics=all_metrics, budget=rm.budget, heads_s=round(time.perf_counter() - start, 2),
+                              **extra)  # fmt: skip
 
 
 def train_end_to_end_all(
