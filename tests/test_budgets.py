@@ -198,3 +198,45 @@ def test_a_profile_without_a_grid_keeps_its_reward_model_hash(monkeypatch):
     assert "budget" not in small and "grid" not in small
     traits = reward_models.params(load_config("traits"), 42, 0.05)["reward_model"]
     assert traits["budget"] == "matched" and traits["grid"]["learning_rates"] == [1e-3, 3e-3]
+
+
+@pytest.mark.parametrize("budget", ["matched", "tuned"])
+def test_stage_03_trains_the_grid_on_train_minus_validation_and_saves_the_budgets_heads(tmp_path, budget):
+    import json
+
+    from test_determinism import fake_run
+
+    from sharedrep_utils.runs import read_manifest, rm_dir
+    from sharedrep_utils.stages import preferences, reward_models
+
+    fake_run(tmp_path, n=120)
+    grid = {"learning_rates": [1e-3, 1e-2], "num_epochs": [1, 3], "matched": [1e-2, 1]}
+    overrides = {f"reward_model.grid.{key}": value for key, value in grid.items()}
+    cfg = load_config(
+        "smoke", {"run_dir": str(tmp_path), "reward_model.ks": [2], "reward_model.budget": budget, **overrides}
+    )
+    preferences.main(cfg, 42, 0.3)
+    reward_models.main(cfg, 42, 0.3)
+    out = rm_dir(tmp_path, 42, 0.3)
+    manifest = read_manifest(out)
+    assert manifest["n_train_pairs"] + manifest["n_validation_pairs"] + manifest["n_test_pairs"] == len(
+        pd.read_parquet(tmp_path / "seed42" / "prop0.3" / "preferences" / "preferences.parquet")
+    )
+    table = pd.read_csv(out / "budgets.csv")
+    settings = ["default", "lr0.001-ep1", "lr0.001-ep3", "lr0.01-ep1", "lr0.01-ep3"]
+    for policy in cfg.policy_methods():
+        rows = table[(table["policy"] == policy) & (table["group"] == "overall")]
+        assert list(dict.fromkeys(rows["setting"])) == settings
+        assert rows[rows["split"] == "validation"]["n"].eq(manifest["n_validation_pairs"]).all()
+        metrics = json.loads((out / policy / "metrics.json").read_text())
+        chosen = budgets.chosen_setting(budget, table, policy, cfg.reward_model.grid)
+        assert metrics["setting"] == chosen and metrics["budget"] == budget
+        assert chosen == ("lr0.01-ep1" if budget == "matched" else budgets.tuned_cell(table, policy))
+        picked = rows[(rows["setting"] == chosen) & (rows["split"] == "test")].iloc[0]
+        assert metrics["test"]["overall"]["accuracy"] == pytest.approx(
+            picked["accuracy"]
+        )  # the saved heads are the pick
+        assert metrics["hyperparameters"]["learning_rate"] == picked["learning_rate"]
+    # steps per setting: SharedRep trains once on the training pairs, ceil(n / batch) steps an epoch
+    shared = table[(table["policy"] == "sharedrep-k2") & (table["setting"] == "lr0.01-ep3")].iloc[0]
+    assert shared["optimizer_steps"] == 3 * -(-manifest["n_train_pairs"] // cfg.reward_model.grid.batch_size)
