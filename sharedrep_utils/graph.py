@@ -130,15 +130,13 @@ def variant_nodes(cfg: Config, base: dict[str, Any]) -> list[Node]:
         run, tag_of = vcfg.run_path, (lambda label, b=budget, m=mode: variants.label(label, b, m))
         vbase = {**base, "overrides": {**base.get("overrides", {}), **variants.overrides(cfg, budget, mode)}}
         source = variants.rm_source(cfg, budget)
-        for seed in cfg.sweep.seeds:
-            for prop in cfg.sweep.proportions:
-                tag = f"seed{seed}-{prop_name(prop)}"
-                if source != (budget, mode):
-                    continue  # its reward models are its budget's first variant's
-                params = {**vbase, "seed": seed, "proportion": prop}
-                done = _done(rm_dir(run, seed, prop), lambda s=seed, p=prop, c=vcfg: reward_models.params(c, s, p))
-                nodes.append(Node(StageRun(tag_of(f"03_reward_models-{tag}"), "03_reward_models", params),
-                                  (f"03_reward_models-{tag}",), done))  # fmt: skip
+        own_rms = [(s, p) for s in cfg.sweep.seeds for p in cfg.sweep.proportions] if source == (budget, mode) else []
+        for seed, prop in own_rms:  # else its reward models are its budget's first variant's
+            tag = f"seed{seed}-{prop_name(prop)}"
+            params = {**vbase, "seed": seed, "proportion": prop}
+            done = _done(rm_dir(run, seed, prop), lambda s=seed, p=prop, c=vcfg: reward_models.params(c, s, p))
+            nodes.append(Node(StageRun(tag_of(f"03_reward_models-{tag}"), "03_reward_models", params),
+                              (f"03_reward_models-{tag}",), done))  # fmt: skip
         rm_label = (lambda label: label) if source == own[0] else (lambda label, s=source: variants.label(label, *s))
         learned = [(s, p, m) for s, p, m in results.planned_policies(vcfg) if m not in ("gold", "sft")]
         for seed, prop, method in learned:

@@ -7,7 +7,9 @@ head_to_head_by_seed.csv, preference_data.csv (prompts, group disagreement, iden
 contrasts.csv and contrasts_by_seed.csv (the declared primary contrast and the secondary ones, the seed
 as the unit: contrasts.py), rm_accuracy.csv, reward_gain.csv (did RL climb: each policy's training reward
 and the gold min over groups, policy minus SFT on the same prompts), table_k<K>.{md,tex,csv}, summary.md,
-and figures as PNG + PDF.
+and figures as PNG + PDF. With budget × calibration variants (variants.py) contrasts.csv covers every variant
+(primary_contrast.png) and calibration_effect.csv says what calibrating changed; with a budget grid (budgets.py)
+budgets.csv, budgets_pooled.csv, rm_accuracy_by_budget.csv and budget_gaps.{csv,png}.
 """
 
 from __future__ import annotations

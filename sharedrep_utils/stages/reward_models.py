@@ -6,6 +6,8 @@ shared by every seed × proportion), then every head trains on the cache.
 through TRL's RewardTrainer (`reward_trainer.py`); its fine-tuned backbone(s) are saved with it.
 MaxMin trains one run per group on that group's pairs alone (as upstream), SharedRep and Uniform one run
 on all pairs; metrics.json records each run's pairs and optimiser steps (`runs`).
+With `reward_model.grid` (budgets.py) every method also trains at every grid cell, on the training pairs less a
+validation split, and the heads of `reward_model.budget` are saved; rm/budgets.csv holds every setting's accuracy.
 Output: seed<S>/prop<P>/rm/<method>/ with heads.safetensors, config.json, metrics.json (and backbone*/
 when trained end to end); `MinOverGroupsReward` loads either kind."""
 
