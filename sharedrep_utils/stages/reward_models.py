@@ -145,18 +145,8 @@ def train(cfg: Config, seed: int, proportion: float, p: dict) -> None:
             method, k = split_method(name)
             hp = getattr(rm, method)
             heads, losses = train_heads(method, k, len(groups), *train_t, hp, seed)
-            metrics = {
-                "method": method,
-                "k": k,
-                "hyperparameters": asdict(hp),
-                "loss_per_epoch": losses,
-                "runs": named_runs(heads.runs, groups),
-                "train": pair_metrics(heads, *train_t, groups),
-                "test": pair_metrics(heads, *test_t, groups),
-            }
-            save_heads(heads, stage["path"] / name, groups, rm, {"seed": seed, "proportion": proportion})
-            (stage["path"] / name / "metrics.json").write_text(json.dumps(metrics, indent=2))
-            all_metrics[name] = metrics
+            metrics = head_metrics(method, k, hp, heads, losses, groups, {"train": train_t, "test": test_t})
+            all_metrics[name] = save_model(stage["path"] / name, heads, metrics, groups, rm, seed, proportion)
         stage["extra"].update(
             metrics=all_metrics,
             n_train_pairs=len(train_pairs),
@@ -167,6 +157,27 @@ def train(cfg: Config, seed: int, proportion: float, p: dict) -> None:
             heads_s=round(time.perf_counter() - start, 2),  # every head of every method, with metrics
             backbone_batches=extractor.calls,
         )
+
+
+def head_metrics(method: str, k: int | None, hp, heads, losses: list[float], groups: list[str], splits: dict,
+                 **extra) -> dict:  # fmt: skip
+    """metrics.json of heads trained on cached features: settings, losses, runs, and pair metrics per split."""
+    return {
+        "method": method,
+        "k": k,
+        **extra,
+        "hyperparameters": asdict(hp),
+        "loss_per_epoch": losses,
+        "runs": named_runs(heads.runs, groups),
+        **{split: pair_metrics(heads, *tensors, groups) for split, tensors in splits.items()},
+    }
+
+
+def save_model(path, heads, metrics: dict, groups: list[str], rm, seed: int, proportion: float) -> dict:
+    """The heads and their metrics.json into `path`; returns the metrics."""
+    save_heads(heads, path, groups, rm, {"seed": seed, "proportion": proportion})
+    (path / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    return metrics
 
 
 def inputs_of(cfg: Config, seed: int, proportion: float) -> dict:
@@ -198,21 +209,9 @@ def train_grid(cfg: Config, seed: int, proportion: float, p: dict, groups: list[
             setting = budgets.chosen_setting(rm.budget, table, name, rm.grid)
             heads, losses = trained[name][setting]
             hp = budgets.settings(getattr(rm, method), rm.grid)[setting]
-            metrics = {
-                "method": method,
-                "k": k,
-                "budget": rm.budget,
-                "setting": setting,
-                "hyperparameters": asdict(hp),
-                "loss_per_epoch": losses,
-                "runs": named_runs(heads.runs, groups),
-                "train": pair_metrics(heads, *train_t, groups),
-                "validation": pair_metrics(heads, *val_t, groups),
-                "test": pair_metrics(heads, *test_t, groups),
-            }
-            save_heads(heads, stage["path"] / name, groups, rm, {"seed": seed, "proportion": proportion})
-            (stage["path"] / name / "metrics.json").write_text(json.dumps(metrics, indent=2))
-            all_metrics[name] = metrics
+            splits = {"train": train_t, "validation": val_t, "test": test_t}
+            metrics = head_metrics(method, k, hp, heads, losses, groups, splits, budget=rm.budget, setting=setting)
+            all_metrics[name] = save_model(stage["path"] / name, heads, metrics, groups, rm, seed, proportion)
         stage["extra"].update(metrics=all_metrics, budget=rm.budget, heads_s=round(time.perf_counter() - start, 2),
                               **extra)  # fmt: skip
 
