@@ -26,6 +26,7 @@ import torch
 
 from .config import BudgetGridConfig, HeadConfig
 from .reward_models import GroupHeads, pair_metrics, train_heads
+from .stats import accuracy_interval
 
 DEFAULT = "default"
 COLUMNS = ["policy", "method", "k", "setting", "learning_rate", "num_epochs", "batch_size", "optimizer_steps",
@@ -138,16 +139,12 @@ def _keys(table: pd.DataFrame, keys: list[str]) -> list[str]:
     return ["proportion", *keys] if "proportion" in table.columns else keys
 
 
-def _wilson(grouped: pd.DataFrame) -> pd.DataFrame:
-    """accuracy = correct / n and its Wilson 95 % interval (scipy), NaN where n is 0."""
-    from scipy.stats import binomtest
-
+def _wilson(grouped: pd.DataFrame, confidence: float) -> pd.DataFrame:
+    """accuracy = correct / n and its Wilson interval at `confidence` (`stats.accuracy_interval`), NaN where n is 0."""
     out = grouped.copy()
     out["accuracy"] = out["correct"] / out["n"].where(out["n"] > 0)
-    intervals = [binomtest(int(c), int(n)).proportion_ci(method="wilson") if n else None
-                 for c, n in zip(out["correct"], out["n"], strict=True)]  # fmt: skip
-    out["ci_low"] = [ci.low if ci else float("nan") for ci in intervals]
-    out["ci_high"] = [ci.high if ci else float("nan") for ci in intervals]
+    intervals = [accuracy_interval(a, n, confidence) for a, n in zip(out["accuracy"], out["n"], strict=True)]
+    out["ci_low"], out["ci_high"] = [lo for lo, _ in intervals], [hi for _, hi in intervals]
     return out.drop(columns="correct")
 
 
@@ -155,8 +152,8 @@ def _with_correct(table: pd.DataFrame) -> pd.DataFrame:
     return table.assign(correct=(table["accuracy"].fillna(0) * table["n"]).round().astype(int))
 
 
-def pooled(table: pd.DataFrame) -> pd.DataFrame:
-    """Accuracy pooled over seeds per policy, setting, split and group: pairs n, accuracy, Wilson interval (95%),
+def pooled(table: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
+    """Accuracy pooled over seeds per policy, setting, split and group: pairs n, accuracy, Wilson interval,
     mean optimiser steps, and in how many seeds `tuned` picked the setting."""
     keys = _keys(
         table, ["policy", "method", "k", "setting", "learning_rate", "num_epochs", "batch_size", "split", "group"]
@@ -173,10 +170,10 @@ def pooled(table: pd.DataFrame) -> pd.DataFrame:
         )  # fmt: skip
         .reset_index()
     )
-    return _wilson(out)
+    return _wilson(out, confidence)
 
 
-def budget_accuracy(table: pd.DataFrame, split: str = "test") -> pd.DataFrame:
+def budget_accuracy(table: pd.DataFrame, split: str = "test", confidence: float = 0.95) -> pd.DataFrame:
     """Each policy's accuracy per group under the three budgets, pooled over seeds (each seed's own pick for
     `tuned`): pairs n, accuracy, Wilson interval, and the settings the seeds used."""
     rows = table[table["split"] == split]
@@ -188,7 +185,7 @@ def budget_accuracy(table: pd.DataFrame, split: str = "test") -> pd.DataFrame:
             n=("n", "sum"), correct=("correct", "sum"), seeds=("seed", "nunique"),
             settings=("setting", lambda x: " ".join(sorted(set(x)))),
         )  # fmt: skip
-        parts.append(_wilson(grouped.reset_index()).assign(budget=budget))
+        parts.append(_wilson(grouped.reset_index(), confidence).assign(budget=budget))
     out = pd.concat(parts, ignore_index=True)
     return out[["budget", *[c for c in out.columns if c != "budget"]]]
 

@@ -157,7 +157,7 @@ def variant_nodes(cfg: Config, base: dict[str, Any]) -> list[Node]:
 
 
 def check_graph(nodes: list[Node]) -> None:
-    """Every wait names an earlier node, labels are unique and there is no cycle (graphlib raises CycleError)."""
+    """Every wait names an earlier node and labels are unique (so the list order is a topological one: no cycle)."""
     labels = [n.label for n in nodes]
     if len(set(labels)) != len(labels):
         twice = sorted({x for x in labels if labels.count(x) > 1})
@@ -168,7 +168,6 @@ def check_graph(nodes: list[Node]) -> None:
         if missing:
             raise ValueError(f"{node.label} waits for {missing}, which do not come before it in the graph")
         seen.add(node.label)
-    sorter(nodes).prepare()
 
 
 def sorter(nodes: list[Node]) -> graphlib.TopologicalSorter:

@@ -266,23 +266,25 @@ def contrast_figure(contrasts: pd.DataFrame, out_dir: Path, caption: str) -> lis
 
 def budget_gap_figure(gaps: pd.DataFrame, out_dir: Path, caption: str) -> list[Path]:
     """Reward-model test accuracy gap (policy − MaxMin) under every budget: the default (the paper's unmatched
-    settings), each grid cell, matched and tuned; one panel per outcome, a line per policy, t intervals across seeds.
-    A single matched cell can pick the winner; the whole grid shows whether it does."""
-    outcomes = list(dict.fromkeys(gaps["group"]))
-    budgets_ = list(dict.fromkeys(gaps["budget"]))
-    policies = list(dict.fromkeys(gaps["policy"]))
-    fig, axes = plt.subplots(1, len(outcomes), figsize=(4.5 * len(outcomes), 3.6), sharey=True, squeeze=False)
-    for ax, outcome in zip(axes[0], outcomes, strict=True):
-        for i, policy in enumerate(policies):
-            rows = gaps[(gaps["group"] == outcome) & (gaps["policy"] == policy)].set_index("budget").reindex(budgets_)
-            x = [j + (i - (len(policies) - 1) / 2) * 0.15 for j in range(len(budgets_))]
-            yerr = [rows["estimate"] - rows["ci_low"], rows["ci_high"] - rows["estimate"]]
-            label = f"{policy} − {rows['baseline'].dropna().iloc[0]}"
-            ax.errorbar(x, rows["estimate"], yerr=yerr, fmt="o", capsize=3, label=label)
-        ax.axhline(0, color="grey", linestyle="--", linewidth=1)
-        ax.set_xticks(range(len(budgets_)), budgets_, rotation=30, ha="right")
-        ax.set_title(outcome)
-    axes[0][0].set_ylabel("reward-model test accuracy gap\n(t interval across seeds)")
+    settings), each grid cell, matched and tuned; a row of panels per proportion, one panel per outcome, a point per
+    policy, t intervals across seeds. One matched cell can pick the winner; the whole grid shows whether it does."""
+    outcomes, props = list(dict.fromkeys(gaps["group"])), sorted(gaps["proportion"].unique())
+    budgets_, policies = list(dict.fromkeys(gaps["budget"])), list(dict.fromkeys(gaps["policy"]))
+    fig, axes = plt.subplots(len(props), len(outcomes), figsize=(4.5 * len(outcomes), 3.6 * len(props)), sharey=True,
+                             squeeze=False)  # fmt: skip
+    for row_axes, prop in zip(axes, props, strict=True):
+        for ax, outcome in zip(row_axes, outcomes, strict=True):
+            cell = gaps[(gaps["group"] == outcome) & (gaps["proportion"] == prop)]
+            for i, policy in enumerate(policies):
+                rows = cell[cell["policy"] == policy].set_index("budget").reindex(budgets_)
+                x = [j + (i - (len(policies) - 1) / 2) * 0.15 for j in range(len(budgets_))]
+                yerr = [rows["estimate"] - rows["ci_low"], rows["ci_high"] - rows["estimate"]]
+                label = f"{policy} − {rows['baseline'].dropna().iloc[0]}"
+                ax.errorbar(x, rows["estimate"], yerr=yerr, fmt="o", capsize=3, label=label)
+            ax.axhline(0, color="grey", linestyle="--", linewidth=1)
+            ax.set_xticks(range(len(budgets_)), budgets_, rotation=30, ha="right")
+            ax.set_title(f"{outcome}, p = {prop:g}")
+        row_axes[0].set_ylabel("reward-model test accuracy gap\n(t interval across seeds)")
     axes[0][-1].legend(fontsize=7)
     return _save(fig, out_dir, "budget_gaps", f"{caption} Reward models under every budget, paired per seed.")
 

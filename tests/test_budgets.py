@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from sharedrep_utils import budgets
+from sharedrep_utils import budgets, report
 from sharedrep_utils.config import BudgetGridConfig, ConfigError, HeadConfig, load_config
 
 GRID = BudgetGridConfig(learning_rates=[1e-3, 3e-3], num_epochs=[2, 5], batch_size=8, matched=[3e-3, 2])
@@ -231,12 +231,26 @@ def test_stage_03_trains_the_grid_on_train_minus_validation_and_saves_the_budget
         metrics = json.loads((out / policy / "metrics.json").read_text())
         chosen = budgets.chosen_setting(budget, table, policy, cfg.reward_model.grid)
         assert metrics["setting"] == chosen and metrics["budget"] == budget
-        assert chosen == ("lr0.01-ep1" if budget == "matched" else budgets.tuned_cell(table, policy))
+        validation = table[
+            (table["policy"] == policy) & (table["split"] == "validation") & (table["group"] != "overall")
+        ]
+        by_hand = validation[validation["setting"] != "default"].groupby("setting")["accuracy"].mean()
+        best = [c for c in settings[1:] if by_hand[c] == by_hand.max()][0]  # the first best cell in grid order
+        assert chosen == ("lr0.01-ep1" if budget == "matched" else best)
         picked = rows[(rows["setting"] == chosen) & (rows["split"] == "test")].iloc[0]
         assert metrics["test"]["overall"]["accuracy"] == pytest.approx(
             picked["accuracy"]
         )  # the saved heads are the pick
         assert metrics["hyperparameters"]["learning_rate"] == picked["learning_rate"]
+    # notebook 03's tables of this stage: the minority's test accuracy per setting and policy, and the picks
+    shown = report.rm_budget_tables(out, "minority")
+    minority = table[(table["split"] == "test") & (table["group"] == "minority")]
+    expected = minority[minority["policy"] == "maxmin"].set_index("setting")["accuracy"].round(3)
+    assert shown["minority: test accuracy"]["maxmin"].to_dict() == expected.to_dict()
+    picked = shown["picked (test accuracy, all groups)"]
+    assert picked[picked[budget]].set_index("policy")["setting"].to_dict() == {
+        p: budgets.chosen_setting(budget, table, p, cfg.reward_model.grid) for p in cfg.policy_methods()
+    }
     # steps per setting: SharedRep trains once on the training pairs, ceil(n / batch) steps an epoch
     shared = table[(table["policy"] == "sharedrep-k2") & (table["setting"] == "lr0.01-ep3")].iloc[0]
     assert shared["optimizer_steps"] == 3 * -(-manifest["n_train_pairs"] // cfg.reward_model.grid.batch_size)

@@ -13,6 +13,7 @@ from sweep_helpers import ROOT, needs_hh
 
 from sharedrep_utils import hh_data
 from sharedrep_utils.config import DataConfig, load_config
+from sharedrep_utils.groups import disagreement
 from sharedrep_utils.runs import (
     file_hash,
     input_hashes,
@@ -87,8 +88,11 @@ def test_preferences_are_byte_identical_for_the_same_seed_and_differ_for_another
     assert list(redundancy.columns) == ["std", *(f"rho_{t}" for t in traits), "r2_from_others", "note"]
     shares = pd.read_csv(preferences_dir(a, 42, 0.3) / "group_disagreement.csv", index_col="group")
     assert list(shares.index) == list(shares.columns) == groups
-    summary = manifest["trait_group_summary"]
-    assert summary["min_pair_disagreement"] == summary["max_pair_disagreement"] == round(shares.iat[0, 1], 6)
+    # two groups: their one pairwise share is the share of pairs on which the groups do not all agree
+    responses = pd.read_parquet(responses_dir(a) / "responses.parquet")
+    overall = disagreement(responses, traits, config(a).gold.groups)
+    assert shares.iat[0, 1] == pytest.approx(overall)
+    assert manifest["trait_group_summary"]["max_pair_disagreement"] == round(overall, 6)
 
 
 def test_reward_model_metrics_are_identical_in_this_process_and_a_fresh_one(two_runs):

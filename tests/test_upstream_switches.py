@@ -47,6 +47,18 @@ def test_a_changed_switch_reruns_sft_and_the_defaults_keep_earlier_runs_hashes(m
     monkeypatch.setattr(grpo, "require", lambda *a, **k: {"params_hash": "upstream"})
     made = grpo.params(kit, 42, None, "gold")
     assert {"use_bias_correction_kl", "gold_reward_text"}.isdisjoint(made["grpo"]) and "gold_dtype" not in made
+    # a changed switch enters the hash of the policies that read it, and only theirs
+    for key, value in (
+        ("grpo.use_bias_correction_kl", False),
+        ("grpo.gold_reward_text", "trl"),
+        ("gold.dtype", "bfloat16"),
+    ):
+        changed = load_config("smoke", {key: value})
+        assert grpo.params(changed, 42, None, "gold") != made, key
+    trl = load_config("smoke", {"grpo.gold_reward_text": "trl"})
+    assert grpo.params(trl, 42, 0.1, "maxmin") == grpo.params(kit, 42, 0.1, "maxmin")  # a learned reward ignores it
+    no_kl = load_config("smoke", {"grpo.use_bias_correction_kl": False})
+    assert grpo.params(no_kl, 42, 0.1, "maxmin") != grpo.params(kit, 42, 0.1, "maxmin")
 
 
 # --- GRPO's KL term: TRL 1.16's importance-weighted k3 vs TRL 0.19.1's plain k3 -----------------------------

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from fake_run import PROPORTIONS, SEEDS, fake_config, write_fake_run
 
-from sharedrep_utils import contrasts, variants
+from sharedrep_utils import contrasts, report, variants
 from sharedrep_utils.config import load_config
 from sharedrep_utils.graph import build_graph
 from sharedrep_utils.runs import eval_file, policy_dir, policy_id, rm_dir, sft_dir
@@ -97,22 +97,8 @@ def test_contrasts_cover_every_variant_with_holm_over_all_primary_rows(tmp_path)
     base = write_fake_run(tmp_path / "run")
     cfg = fake_config(tmp_path / "run", **{**GRID, "sweep.calibrations": ["none"]})
     variants.link(cfg)
-    tuned = variants.variant_config(cfg, "tuned", "none")
     delta = 0.25  # the tuned variant's SharedRep(K=2) is better on the minority by exactly this, on every prompt
-    for seed in SEEDS:
-        for prop in PROPORTIONS:
-            for method in base.policy_methods():
-                pid = policy_id(seed, prop, method)
-                table = pd.read_parquet(eval_file(base.run_path, pid))
-                if method == "sharedrep-k2":
-                    table["group_minority"] += delta
-                eval_file(tuned.run_path, pid).parent.mkdir(parents=True, exist_ok=True)
-                table.to_parquet(eval_file(tuned.run_path, pid), index=False)
-                manifest = f"{pid}.manifest.json"
-                shutil.copy(
-                    eval_file(base.run_path, pid).with_name(manifest),
-                    eval_file(tuned.run_path, pid).with_name(manifest),
-                )
+    write_variant_evals(base, variants.variant_config(cfg, "tuned", "none"), minority_shift={"sharedrep-k2": delta})
     table, by_seed = contrasts.variant_contrast_tables(cfg, results.load_evals)
     primary = table[table["primary"]].set_index(["budget", "group"])
     assert set(primary.index) == {("matched", "minority"), ("matched", "min"), ("tuned", "minority"), ("tuned", "min")}
@@ -163,23 +149,7 @@ def test_calibration_effect_pairs_raw_and_calibrated_policies_per_seed(tmp_path)
     base = write_fake_run(tmp_path / "run")
     cfg = fake_config(tmp_path / "run", **{"sweep.calibrations": ["none", "center"]})
     variants.link(cfg)
-    center = variants.variant_config(cfg, "default", "center")
-    for seed in SEEDS:
-        for prop in PROPORTIONS:
-            for method in base.policy_methods():
-                pid = policy_id(seed, prop, method)
-                table = pd.read_parquet(eval_file(base.run_path, pid))
-                table["group_majority"] += 0.1 * seed  # calibrating lifts the majority by 0.1 x seed
-                eval_file(center.run_path, pid).parent.mkdir(parents=True, exist_ok=True)
-                table.to_parquet(eval_file(center.run_path, pid), index=False)
-                folder = policy_dir(center.run_path, seed, prop, method)
-                folder.mkdir(parents=True)
-                binds = {"minority": 0.2 * seed, "majority": 1 - 0.2 * seed}
-                (folder / "calibration.json").write_text(
-                    json.dumps(
-                        {"mode": "center", "binds_raw": binds, "binds_calibrated": {"minority": 0.5, "majority": 0.5}}
-                    )
-                )
+    write_variant_evals(base, variants.variant_config(cfg, "default", "center"), majority_per_seed=0.1)
     effect = contrasts.calibration_effect(cfg, results.load_evals).set_index(["policy", "proportion", "group"])
     row = effect.loc[("maxmin", 0.1, "majority")]
     assert row["difference"] == pytest.approx(0.15)  # seeds 1 and 2: +0.1 and +0.2
@@ -191,3 +161,82 @@ def test_calibration_effect_pairs_raw_and_calibrated_policies_per_seed(tmp_path)
     assert effect.loc[("maxmin", 0.1, "minority"), "difference"] == pytest.approx(0.0)
     assert np.isnan(effect.loc[("maxmin", 0.1, "min"), "binds_raw"])  # the min over groups is no head
     assert set(effect.index.get_level_values("policy")) == set(base.policy_methods())
+
+
+def write_variant_evals(base, vcfg, minority_shift: dict | None = None, majority_per_seed: float = 0.0) -> None:
+    """A variant's evaluation files: the run's own, with a policy's minority scores shifted by `minority_shift` and
+    every majority score by `majority_per_seed` x seed; a calibrated variant's policies get a calibration.json whose
+    minority head binds on 0.2 x seed of the reference set raw and on half of it calibrated."""
+    for seed in SEEDS:
+        for prop in PROPORTIONS:
+            for method in base.policy_methods():
+                pid = policy_id(seed, prop, method)
+                table = pd.read_parquet(eval_file(base.run_path, pid))
+                table["group_minority"] += (minority_shift or {}).get(method, 0.0)
+                table["group_majority"] += majority_per_seed * seed
+                eval_file(vcfg.run_path, pid).parent.mkdir(parents=True, exist_ok=True)
+                table.to_parquet(eval_file(vcfg.run_path, pid), index=False)
+                manifest = f"{pid}.manifest.json"
+                shutil.copy(
+                    eval_file(base.run_path, pid).with_name(manifest), eval_file(vcfg.run_path, pid).with_name(manifest)
+                )
+                if vcfg.calibration.mode != "none":
+                    folder = policy_dir(vcfg.run_path, seed, prop, method)
+                    folder.mkdir(parents=True)
+                    raw = {"minority": 0.2 * seed, "majority": 1 - 0.2 * seed}
+                    half = {"minority": 0.5, "majority": 0.5}
+                    (folder / "calibration.json").write_text(
+                        json.dumps({"mode": vcfg.calibration.mode, "binds_raw": raw, "binds_calibrated": half})
+                    )
+
+
+def write_budgets(cfg) -> None:
+    """Each seed x p reward-model stage's budgets.csv, by hand: maxmin and sharedrep-k2 at the default and two grid
+    cells; minority test accuracy 0.5 + 0.1 x seed for sharedrep-k2 at the matched cell, 0.5 elsewhere, 10 pairs."""
+    rows = []
+    for policy in ("maxmin", "sharedrep-k2"):
+        for setting, lr in (("default", 3e-3), ("lr0.001-ep1", 1e-3), ("lr0.003-ep1", 3e-3)):
+            for split in ("validation", "test"):
+                for group in ("overall", "minority", "majority"):
+                    rows.append({"policy": policy, "method": policy.split("-")[0], "k": 2 if "-" in policy else None,
+                                 "setting": setting, "learning_rate": lr, "num_epochs": 1, "batch_size": 16,
+                                 "optimizer_steps": 4, "split": split, "group": group, "n": 10, "accuracy": 0.5,
+                                 "matched": setting == "lr0.001-ep1", "tuned": setting == "lr0.003-ep1"})  # fmt: skip
+    for seed in SEEDS:
+        for prop in PROPORTIONS:
+            table = pd.DataFrame(rows)
+            lift = (
+                (table["policy"] == "sharedrep-k2")
+                & (table["setting"] == "lr0.001-ep1")
+                & (table["group"] == "minority")
+            )
+            table.loc[lift, "accuracy"] = 0.5 + 0.1 * seed
+            table.to_csv(rm_dir(cfg.run_path, seed, prop) / "budgets.csv", index=False)
+
+
+def test_results_of_a_run_with_a_grid_and_variants_write_every_table_and_figure(tmp_path):
+    base = write_fake_run(tmp_path / "run")
+    cfg = fake_config(tmp_path / "run", **{**GRID, "reward_model.grid.learning_rates": [1e-3, 3e-3],
+                                           "reward_model.grid.num_epochs": [1, 2]})  # fmt: skip
+    variants.link(cfg)
+    for _, mode, vcfg in variants.others(cfg):
+        write_variant_evals(base, vcfg, minority_shift={"sharedrep-k2": 0.1 if mode == "center" else 0.0})
+    write_budgets(cfg)
+    out = tmp_path / "results"
+    out.mkdir()
+    results.build(cfg, out)
+    written = ["contrasts.csv", "calibration_effect.csv", "budgets.csv", "budgets_pooled.csv",
+               "rm_accuracy_by_budget.csv", "budget_gaps.csv", "primary_contrast.png", "budget_gaps.png"]  # fmt: skip
+    for name in written:
+        assert (out / name).is_file(), name
+    table = pd.read_csv(out / "contrasts.csv")
+    assert len(table[table["primary"]]) == 2 * 4  # the declared contrast on 2 outcomes under 4 variants
+    accuracy = pd.read_csv(out / "rm_accuracy_by_budget.csv").set_index(["budget", "proportion", "policy", "group"])
+    # matched, sharedrep-k2, minority: seeds 1 and 2 at 0.6 and 0.7 on 10 pairs each -> 13 of 20
+    row = accuracy.loc[("matched", 0.1, "sharedrep-k2", "minority")]
+    assert (row["n"], row["accuracy"]) == (20, pytest.approx(0.65))
+    assert accuracy.loc[("tuned", 0.1, "sharedrep-k2", "minority"), "accuracy"] == pytest.approx(0.5)
+    shown = report.budget_overview(out)  # notebook 06's budget tables
+    assert len(shown["accuracy"]) == len(accuracy) and len(shown["gaps"]) == len(pd.read_csv(out / "budget_gaps.csv"))
+    gaps = pd.read_csv(out / "budget_gaps.csv").set_index(["proportion", "budget", "group"])
+    assert gaps.loc[(0.3, "matched", "minority"), "estimate"] == pytest.approx(0.15)  # 0.1 and 0.2 over MaxMin

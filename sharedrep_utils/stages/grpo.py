@@ -40,6 +40,8 @@ def params(cfg: Config, seed: int, proportion: float | None, method: str) -> dic
     calibrated = {"calibration": asdict(cfg.calibration)} if cfg.calibration.mode != "none" and method != "gold" else {}
     # settings added later enter the hash only when changed, so runs made before them keep their hashes
     grpo = {k: v for k, v in asdict(cfg.grpo).items() if k not in LATER_DEFAULTS or v != LATER_DEFAULTS[k]}
+    if method != "gold":  # only the gold reward reads it: a learned-reward policy does not rerun for it
+        grpo.pop("gold_reward_text", None)
     return {
         "sft": require(sft_dir(cfg.run_path), "01_sft")["params_hash"],
         **upstream,

@@ -257,10 +257,15 @@ def build(cfg: Config, out: Path) -> dict[str, pd.DataFrame]:
     groups = list(cfg.gold.groups)
     opts = options(cfg)
     evals = load_evals(cfg)
+    read = {str(cfg.run_path): evals}  # each variant's evaluations read once (contrasts, calibration effect)
+
+    def load(c: Config) -> dict:
+        return read.setdefault(str(c.run_path), evals if c is cfg else load_evals(c))
+
     summary, by_seed = summarize_all(evals, groups, opts)
     h2h, h2h_by_seed = head_to_head_all(evals, groups, "sharedrep", "maxmin", opts)
     gain = reward_gain(evals, groups, opts)
-    contrast, contrast_by_seed = contrasts.variant_contrast_tables(cfg, load_evals)
+    contrast, contrast_by_seed = contrasts.variant_contrast_tables(cfg, load)
     rm = rm_metrics_frame(cfg)
     curves = curves_frame(cfg)
     text = caption(cfg, by_seed)
@@ -275,12 +280,14 @@ def build(cfg: Config, out: Path) -> dict[str, pd.DataFrame]:
     contrast.to_csv(out / "contrasts.csv", index=False)
     contrast_by_seed.to_csv(out / "contrasts_by_seed.csv", index=False)
     if len({m for _, m in variants.variant_settings(cfg)}) > 1:  # raw and calibrated min: what calibrating changes
-        contrasts.calibration_effect(cfg, load_evals).to_csv(out / "calibration_effect.csv", index=False)
+        contrasts.calibration_effect(cfg, load).to_csv(out / "calibration_effect.csv", index=False)
     grid = budgets_frame(cfg)
     if len(grid):  # every reward model at every budget (reward_model.grid), and the SharedRep - MaxMin gap
         grid.to_csv(out / "budgets.csv", index=False)
-        budgets.pooled(grid).to_csv(out / "budgets_pooled.csv", index=False)
-        budgets.budget_accuracy(grid).to_csv(out / "rm_accuracy_by_budget.csv", index=False)
+        budgets.pooled(grid, cfg.results.confidence).to_csv(out / "budgets_pooled.csv", index=False)
+        budgets.budget_accuracy(grid, "test", cfg.results.confidence).to_csv(
+            out / "rm_accuracy_by_budget.csv", index=False
+        )
         gaps = budgets.gaps(grid, cfg.gold.minority_group, cfg.results.confidence)
         gaps.to_csv(out / "budget_gaps.csv", index=False)
     table_paths = tables.write_tables(summary, out, text, opts.ties, opts.confidence, opts.spread)
