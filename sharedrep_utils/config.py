@@ -335,6 +335,15 @@ def load_config(profile: str = "smoke", overrides: dict[str, Any] | None = None)
     if not isinstance(raw, dict):
         raise ConfigError(f"Profile file {str(path)!r} must be a mapping of names to values, got {raw!r}.")
     raw.setdefault("profile", path.stem)
+    return _with_overrides(raw, overrides)
+
+
+def with_overrides(cfg: Config, overrides: dict[str, Any]) -> Config:
+    """A copy of `cfg` with dotted overrides applied, validated (what a notebook given them would load)."""
+    return _with_overrides(to_dict(cfg), overrides)
+
+
+def _with_overrides(raw: dict, overrides: dict[str, Any] | None) -> Config:
     for key, value in (overrides or {}).items():
         _set_dotted(raw, key, value)
     cfg = _build(Config, raw, "")

@@ -25,7 +25,7 @@ from scipy import stats as scipy_stats
 
 from .config import Config
 from .methods import method_label, policy_name, split_method
-from .stats import Evals, gold_min, seed_sem
+from .stats import Evals, gold_min
 
 COLUMNS = [
     "contrast",
@@ -104,11 +104,11 @@ def seed_interval(differences, confidence: float) -> tuple[float, float, float, 
     mean = float(d.mean())
     if len(d) < 2:
         return mean, float("nan"), float("nan"), float("nan")
-    half = float(scipy_stats.t.ppf((1 + confidence) / 2, len(d) - 1) * seed_sem(list(d)))
-    with warnings.catch_warnings():  # identical differences: t is undefined, p stays NaN
+    with warnings.catch_warnings():  # all differences equal: the sd is 0, scipy warns and t is 0/0 or infinite
         warnings.simplefilter("ignore", RuntimeWarning)
-        p = float(scipy_stats.ttest_1samp(d, 0.0).pvalue)
-    return mean, mean - half, mean + half, p
+        test = scipy_stats.ttest_1samp(d, 0.0)
+        interval = test.confidence_interval(confidence)
+    return mean, float(interval.low), float(interval.high), float(test.pvalue)
 
 
 def outcome_scores(table: pd.DataFrame, outcome: str, groups: list[str]) -> pd.Series:

@@ -13,12 +13,11 @@ own results stage waits for all of them and writes the contrasts of every varian
 
 from __future__ import annotations
 
-import copy
 import itertools
 import os
 from pathlib import Path
 
-from .config import Config
+from .config import Config, with_overrides
 from .runs import eval_file, features_dir, policy_id, preferences_dir, responses_dir, rm_dir, sft_dir
 
 ROOT = "variants"
@@ -51,14 +50,10 @@ def overrides(cfg: Config, budget: str, mode: str) -> dict:
 
 
 def variant_config(cfg: Config, budget: str, mode: str) -> Config:
-    """The run's config with a variant's budget, calibration and run directory (the run's own: itself)."""
+    """The run's config with a variant's `overrides` applied (the run's own: itself), as its notebooks load it."""
     if (budget, mode) == variant_settings(cfg)[0]:
         return cfg
-    out = copy.deepcopy(cfg)
-    out.reward_model.budget, out.calibration.mode = budget, mode
-    out.sweep.budgets, out.sweep.calibrations = [], []
-    out.run_dir = str(variant_dir(cfg.run_path.resolve(), budget, mode))
-    return out
+    return with_overrides(cfg, overrides(cfg, budget, mode))
 
 
 def others(cfg: Config) -> list[tuple[str, str, Config]]:
