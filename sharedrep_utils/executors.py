@@ -35,8 +35,9 @@ class StageFailed(RuntimeError):
 class Progress:
     """One line per event for a person watching: done / total, what is running, elapsed, what is left."""
 
-    def __init__(self, total: int, jobs: int, log: Callable[[str], None]):
-        self.total, self.jobs, self.log = total, jobs, log
+    def __init__(self, total: int, jobs: int | None, log: Callable[[str], None], done_at_start: set[str] = frozenset()):
+        # jobs None: as many at once as are running (SLURM); done_at_start: labels that will be skipped, not run
+        self.total, self.jobs, self.log, self.done_at_start = total, jobs, log, done_at_start
         self.finished = 0
         self.start = time.time()
         self.walls: dict[str, list[float]] = {}  # notebook -> wall times of its stage runs that ran here
@@ -58,14 +59,22 @@ class Progress:
 
     def estimate_left(self, waiting: list[StageRun], running: int) -> float | None:
         """Mean wall time of stage runs of the same notebook (else of all) seen so far, summed over what is yet to
-        run and the running ones (counted half done), shared by the jobs. Stage runs done already count 0."""
+        run and the running ones (counted half done), shared by the jobs (on SLURM, by as many as run now). Stage
+        runs done when the sweep started count 0: they will be skipped."""
         seen = [x for walls in self.walls.values() for x in walls]
         if not seen:
             return None
         overall = sum(seen) / len(seen)
         mean = {nb: sum(w) / len(w) for nb, w in self.walls.items()}
-        work = sum(mean.get(r.notebook, overall) for r in waiting) + 0.5 * running * overall
-        return work / self.jobs
+        todo = [r for r in waiting if r.label not in self.done_at_start]
+        work = sum(mean.get(r.notebook, overall) for r in todo) + 0.5 * running * overall
+        return work / (self.jobs or max(1, running))
+
+
+def done_at_start(nodes: list[Node]) -> set[str]:
+    """Stage runs done already (as `sharedrep plan` would list them): the estimate of what is left leaves them
+    out. Each is checked again when reached, as a rerun upstream can undo it."""
+    return {n.label for n in nodes if n.done()}
 
 
 def _duration(seconds: float) -> str:
@@ -73,7 +82,7 @@ def _duration(seconds: float) -> str:
     return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
-def _note(record: dict[str, Any]) -> str:
+def peak_note(record: dict[str, Any]) -> str:
     return f", peak {record['peak_rss_mb']:.0f} MB" if record.get("peak_rss_mb") is not None else ""
 
 
@@ -82,7 +91,7 @@ def run_serial(
 ) -> None:
     """Today's sweep: the graph's order, one notebook at a time, all in one kernel (`SharedKernel`).
     A failing notebook's error is raised as papermill raised it."""
-    progress = Progress(len(nodes), 1, log)
+    progress = Progress(len(nodes), 1, log, done_at_start(nodes))
     shared = SharedKernel(kernel)  # one kernel for every notebook of this sweep, started by the first one
     try:
         for i, node in enumerate(nodes):
@@ -95,7 +104,7 @@ def run_serial(
             record = execute_stage(node.run, notebooks, out_dir, shared)
             report.append((node.label, "ran", record["wall_s"]))
             sweep.ran(record)
-            progress.ran(node.run, record["wall_s"], _note(record), [], [n.run for n in nodes[i + 1 :]])
+            progress.ran(node.run, record["wall_s"], peak_note(record), [], [n.run for n in nodes[i + 1 :]])
     finally:
         shared.shutdown()
 
@@ -178,7 +187,7 @@ def run_pool(
     by_label = {n.label: n for n in nodes}
     graph = sorter(nodes)
     graph.prepare()
-    progress = Progress(len(nodes), len(envs), log)
+    progress = Progress(len(nodes), len(envs), log, done_at_start(nodes))
     context = multiprocessing.get_context("spawn")  # a fresh interpreter per worker: no forked threads or CUDA
     slots = context.Queue()
     for env in envs:
@@ -229,7 +238,8 @@ def run_pool(
                 sweep.ran(record)
                 finished_labels.add(run.label)
                 graph.done(run.label)
-                progress.ran(run, record["wall_s"], _note(record), sorted(r.label for r in running.values()), waiting())
+                busy = sorted(r.label for r in running.values())
+                progress.ran(run, record["wall_s"], peak_note(record), busy, waiting())
     if failures:
         first = failures[0]
         notebook = Path(first["notebook"]) if first.get("notebook") else None

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import Config, ConfigError, SlurmConfig
-from .executors import Progress, StageFailed
+from .executors import Progress, StageFailed, peak_note
 from .graph import Node, StageRun
 from .notebook_run import SharedKernel, SweepLog, execute_stage, failure
 
@@ -148,7 +148,7 @@ def run_slurm(
     queued = queue_states()
     executor = submitit.SlurmExecutor(folder=folder)
     jobs: dict[str, Any] = {}
-    progress = Progress(len(nodes), 1, log)
+    progress = Progress(len(nodes), None, log)  # skipped below, before any estimate; as parallel as SLURM runs
     for node in nodes:
         if node.done():
             progress.skipped(node.label)
@@ -202,7 +202,8 @@ def follow(jobs: dict[str, Any], by_label: dict[str, Node], sweep: SweepLog, rep
                 if outcome == "success":
                     report.append((label, "ran", value["wall_s"]))
                     sweep.ran(value)
-                    progress.ran(by_label[label].run, value["wall_s"], f" (job {job.job_id})", running(pending, states),
+                    progress.ran(by_label[label].run, value["wall_s"], f" (job {job.job_id}){peak_note(value)}",
+                                 running(pending, states),
                                  [by_label[x].run for x in pending])  # fmt: skip
                 else:
                     failures.append(_failed(label, job, value))

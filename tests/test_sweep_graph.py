@@ -208,3 +208,26 @@ def test_progress_estimates_what_is_left_from_the_stage_runs_seen():
     assert progress.estimate_left(waiting, 0) == pytest.approx(9.0)
     assert progress.estimate_left(waiting, 1) == pytest.approx(10.5)
     assert lines[0] == "[1/5] 04_grpo-a: finished in 10.0s"
+    # a resumed sweep: a stage run done at the start will be skipped, not run (10 + 6) / 2 = 8 s
+    resumed = executors.Progress(5, 2, lines.append, done_at_start={"05_evaluate-b"})
+    resumed.walls = progress.walls
+    assert resumed.estimate_left(waiting, 0) == pytest.approx(8.0)
+    # SLURM (jobs None): shared by as many as run now, at least one
+    slurm = executors.Progress(5, None, lines.append)
+    slurm.walls = progress.walls
+    assert slurm.estimate_left(waiting, 0) == pytest.approx(18.0)
+    assert slurm.estimate_left(waiting, 3) == pytest.approx((18.0 + 1.5 * 6) / 3)
+
+
+def test_done_at_start_asks_every_stage_run_once():
+    from sharedrep_utils.graph import Node, StageRun
+
+    asked = []
+
+    def done(i):
+        asked.append(i)
+        return i < 3
+
+    nodes = [Node(StageRun(f"04_grpo-{i}", "04_grpo", {}), (), lambda i=i: done(i)) for i in range(6)]
+    assert executors.done_at_start(nodes) == {"04_grpo-0", "04_grpo-1", "04_grpo-2"}
+    assert asked == list(range(6))
