@@ -243,10 +243,10 @@ def screenshot(driver, out: Path, selector: str | None = None) -> Path:
 
 
 def set_parameters(notebook: Path, out: Path, values: dict[str, Any]) -> Path:
-    """A copy of `notebook` at `out` whose parameters cell ends with `values` assigned (as papermill would)."""
-    nb = json.loads(Path(notebook).read_text())
-    cell = next(c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
-    lines = "".join(cell["source"]).rstrip("\n") + "\n" + "".join(f"{k} = {v!r}\n" for k, v in values.items())
-    cell["source"] = lines.splitlines(keepends=True)
-    out.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+    """A copy of `notebook` at `out` with papermill's injected-parameters cell after its parameters cell: what
+    `papermill -p` would run, for a person (or a test) to run in JupyterLab instead."""
+    from papermill.iorw import load_notebook_node, write_ipynb
+    from papermill.parameterize import parameterize_notebook
+
+    write_ipynb(parameterize_notebook(load_notebook_node(str(notebook)), values), str(out))
     return out

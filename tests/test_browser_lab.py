@@ -9,6 +9,7 @@ Every notebook is opened from a copy in a temporary folder: a notebook that Jupy
 touch the checkout.
 """
 
+import json
 import os
 import shutil
 import time
@@ -70,7 +71,9 @@ def test_the_completion_browser_runs_in_jupyterlab_and_follows_its_widgets(lab):
     lab_driver.open_notebook(driver, server, notebook)
     lab_driver.collapse_sidebars(driver)
     state = lab_driver.run_all(driver)
-    assert state["counts"] == [1, 2, 3, 4] and not state["errors"]
+    code_cells = [c for c in json.loads(notebook.read_text())["cells"] if c["cell_type"] == "code"]
+    assert "injected-parameters" in code_cells[1]["metadata"]["tags"]  # papermill's cell, after the parameters
+    assert state["counts"] == list(range(1, len(code_cells) + 1)) and not state["errors"]  # every cell, in order
     before = view_text(driver, contains="(largest disagreement between methods)")
     for policy in ("SFT (reference)", "Gold", "MaxMin", "SharedRep K=2", "SharedRep K=16", "Uniform"):
         assert policy in before
