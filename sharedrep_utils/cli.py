@@ -92,6 +92,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     diff.add_argument("a", help=f"a profile ({', '.join(available_profiles())}) or a YAML path")
     diff.add_argument("b", help="the profile to compare it with")
+    compare = commands.add_parser(
+        "compare",
+        help="which files of two runs are byte-identical (same numbers?)",
+        description="For every evaluation file, the sampled responses, each preference set and each results table "
+        "of two run directories: byte-identical or not, and for evaluation files the share of prompts whose "
+        "completion is the same text.",
+        epilog="example: sharedrep compare runs/smoke-serial runs/smoke-jobs2 --out same.csv",
+    )
+    compare.add_argument("a", type=Path, help="a run directory")
+    compare.add_argument("b", type=Path, help="the run directory to compare it with")
+    compare.add_argument("--out", type=Path, default=None, help="also write the table as CSV here")
     add_paper_path_commands(commands)
     return parser
 
@@ -234,6 +245,26 @@ def diff_main(args: argparse.Namespace) -> int:
     return 0
 
 
+def compare_main(args: argparse.Namespace) -> int:
+    """`sharedrep compare A B`: a row per compared file, then how many of each kind are byte-identical."""
+    import pandas as pd
+
+    from .run_compare import compare_runs, verdict
+
+    try:
+        table = compare_runs(args.a, args.b)
+    except FileNotFoundError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    with pd.option_context("display.max_rows", None, "display.width", 200, "display.max_colwidth", 80):
+        print(table.to_string(index=False))
+    print(verdict(table))
+    if args.out is not None:
+        table.to_csv(args.out, index=False)
+        print(f"wrote {args.out}")
+    return 0
+
+
 def _show(value) -> str:
     """A value as YAML would read it back (strings bare unless they need quotes), or (not set)."""
     import json
@@ -285,6 +316,8 @@ def main(argv: list[str] | None = None) -> int:
         return bench_main(args)
     if args.command == "diff":
         return diff_main(args)
+    if args.command == "compare":
+        return compare_main(args)
     if args.command in PAPER_PATH_COMMANDS:
         return paper_path_main(args)
     if args.command == "plan":
