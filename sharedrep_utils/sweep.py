@@ -13,16 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from .config import Config
-from .graph import Node, build_graph
+from .graph import build_graph
 from .notebook_run import PeakRSS, SharedKernel, SweepLog, _cells_seconds, execute_stage  # noqa: F401 (the sweep's API)
 from .runs import notebooks_dir
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
-
-
-def plan(cfg: Config, base: dict[str, Any]) -> list[Node]:
-    """Every stage run of the sweep with what it waits for (`graph.build_graph`), in the serial order."""
-    return build_graph(cfg, base)
 
 
 def run_sweep(
@@ -49,7 +44,7 @@ def run_sweep(
 
     out_dir = notebooks_dir(cfg.run_path)
     out_dir.mkdir(parents=True, exist_ok=True)
-    nodes = plan(cfg, base_parameters(cfg, overrides, profile))
+    nodes = build_graph(cfg, base_parameters(cfg, overrides, profile))
     announce(cfg, log)
     from .variants import link
 
