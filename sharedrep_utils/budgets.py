@@ -24,7 +24,7 @@ from dataclasses import replace
 import pandas as pd
 import torch
 
-from .config import BudgetGridConfig, HeadConfig
+from .config import BudgetGridConfig, HeadConfig, cell_name
 from .reward_models import GroupHeads, pair_metrics, train_heads
 from .stats import accuracy_interval
 
@@ -35,10 +35,6 @@ COLUMNS = ["policy", "method", "k", "setting", "learning_rate", "num_epochs", "b
 GAP_COLUMNS = ["proportion", "policy", "baseline", "budget", "group", "estimate", "ci_low", "ci_high", "p", "n_seeds",
                "policy_steps", "baseline_steps"]  # fmt: skip
 Pairs = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # chosen features, rejected features, group ids
-
-
-def cell_name(learning_rate: float, num_epochs: int) -> str:
-    return f"lr{learning_rate:g}-ep{int(num_epochs)}"
 
 
 def settings(own: HeadConfig, grid: BudgetGridConfig) -> dict[str, HeadConfig]:

@@ -148,6 +148,35 @@ class BudgetGridConfig:
     validation_fraction: float = 0.2
 
 
+def cell_name(learning_rate: float, num_epochs: int) -> str:
+    """A grid cell's name, as budgets.csv and the synthetic check's tables call the setting."""
+    return f"lr{learning_rate:g}-ep{int(num_epochs)}"
+
+
+def check_grid(grid: BudgetGridConfig, name: str = "reward_model.grid") -> None:
+    """A budget grid fixed in advance, for the pipeline and the synthetic check alike: at least two distinct
+    learning rates and two epoch counts (one cell can pick the winner), rates > 0, whole epochs >= 1, batch >= 1,
+    no cell twice by name, and `matched` one of its cells."""
+    lrs, epochs = list(grid.learning_rates), list(grid.num_epochs)
+    if len(set(lrs)) < 2 or len(set(epochs)) < 2:
+        raise ConfigError(
+            f"{name} has learning rates {lrs} and epochs {epochs}: use at least two distinct values of each, so "
+            "that one matched cell cannot pick the winner."
+        )
+    if any(lr <= 0 for lr in lrs) or any(e < 1 or e != int(e) for e in epochs) or grid.batch_size < 1:
+        raise ConfigError(
+            f"{name}: learning rates {lrs} must be > 0, epochs {epochs} whole numbers >= 1 and batch size "
+            f"{grid.batch_size} >= 1."
+        )
+    cells = [cell_name(lr, e) for lr in lrs for e in epochs]
+    if len(set(cells)) != len(cells):  # names, not values: 1e-2 and 0.0100000001 are both "lr0.01"
+        raise ConfigError(f"{name} repeats a cell: learning rates {lrs}, epochs {epochs}.")
+    if len(grid.matched) != 2 or cell_name(*grid.matched) not in cells:
+        raise ConfigError(
+            f"{name}.matched {grid.matched} must be one [learning rate, epochs] cell of the grid: {', '.join(cells)}."
+        )
+
+
 @dataclass
 class RewardModelConfig:
     backbone: str = "gpt2-large"
@@ -754,29 +783,13 @@ def _check_budgets(cfg: Config) -> None:
             f"reward_model.grid has learning_rates {grid.learning_rates} and num_epochs {grid.num_epochs}: "
             "give both, or neither."
         )
-    if any(lr <= 0 for lr in grid.learning_rates) or any(e < 1 for e in grid.num_epochs) or grid.batch_size < 1:
-        raise ConfigError(
-            f"reward_model.grid: learning rates {grid.learning_rates} must be > 0, epochs {grid.num_epochs} and "
-            f"batch size {grid.batch_size} >= 1."
-        )
     wanted = {rm.budget, *sweep.budgets} - {"default"}
     if wanted and not grid.learning_rates:
         raise ConfigError(f"Budget(s) {', '.join(sorted(wanted))} need a grid: set reward_model.grid.")
     if grid.learning_rates:
-        if len(set(grid.learning_rates)) < 2 or len(set(grid.num_epochs)) < 2:
-            raise ConfigError(
-                f"reward_model.grid has learning rates {grid.learning_rates} and epochs {grid.num_epochs}: use at "
-                "least two distinct values of each, so that one matched cell cannot pick the winner."
-            )
+        check_grid(grid)
         if not 0 < grid.validation_fraction < 1:
             raise ConfigError(f"reward_model.grid.validation_fraction {grid.validation_fraction} is outside (0, 1).")
-        cells = [(lr, e) for lr in grid.learning_rates for e in grid.num_epochs]
-        if len(grid.matched) != 2 or (grid.matched[0], int(grid.matched[1])) not in cells:
-            raise ConfigError(
-                f"reward_model.grid.matched {grid.matched} must be one [learning rate, epochs] cell of the grid: "
-                + ", ".join(f"[{lr:g}, {e}]" for lr, e in cells)
-                + "."
-            )
         if not rm.freeze_backbone:
             raise ConfigError("reward_model.grid trains heads on cached features: it needs freeze_backbone: true.")
     for name, values, own in (

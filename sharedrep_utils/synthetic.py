@@ -38,7 +38,7 @@ import pandas as pd
 import torch
 
 from . import budgets
-from .config import BudgetGridConfig, HeadConfig
+from .config import BudgetGridConfig, HeadConfig, check_grid
 from .groups import assign_groups
 from .methods import METHODS, method_label, split_method
 from .reward_models import GroupHeads, pair_metrics, train_heads
@@ -163,30 +163,6 @@ def validate(cfg: SyntheticConfig) -> None:
             raise ValueError(f"Every row of weights must be on the simplex (non-negative, sum 1); got {w.tolist()}.")
         if any(np.allclose(w[0], row) for row in w[1:]):
             raise ValueError(f"The minority's weights {w[0].tolist()} equal a majority group's; they must differ.")
-
-
-def validate_grid(grid: BudgetGridConfig) -> None:
-    """A budget grid of at least 2 learning rates x 2 epoch counts (one cell can pick the winner), whose matched
-    setting is one of its cells."""
-    lrs, epochs = list(grid.learning_rates), list(grid.num_epochs)
-    if len(set(lrs)) < 2 or len(set(epochs)) < 2:
-        raise ValueError(
-            f"The budget grid needs at least two learning rates and two epoch counts; got learning_rates={lrs}, "
-            f"num_epochs={epochs}."
-        )
-    if any(lr <= 0 for lr in lrs) or any(e < 1 or e != int(e) for e in epochs) or grid.batch_size < 1:
-        raise ValueError(
-            f"Budget grid learning rates {lrs} must be > 0, epochs {epochs} whole numbers >= 1 and "
-            f"batch_size {grid.batch_size} >= 1."
-        )
-    cells = [budgets.cell_name(lr, e) for lr in lrs for e in epochs]
-    if len(set(cells)) != len(cells):  # names, not values: 1e-2 and 0.0100000001 are both "lr0.01"
-        raise ValueError(f"The budget grid repeats a cell: learning_rates={lrs}, num_epochs={epochs}.")
-    if len(grid.matched) != 2 or budgets.cell_name(grid.matched[0], grid.matched[1]) not in cells:
-        raise ValueError(
-            f"The budget grid's matched setting {grid.matched} must be one [learning rate, epochs] cell of the "
-            f"grid: {', '.join(cells)}."
-        )
 
 
 def _streams(seed: int) -> list[np.random.SeedSequence]:
@@ -378,7 +354,7 @@ def budget_sweep(
     and `tuned` flags (`mark_budgets`). Costs 1 + the grid's cells trainings per method where `sweep` costs 1;
     with cfg.head at the matched cell, the matched rows are `sweep`'s rows."""
     _check_sweep(cfg, cells, seeds, methods)
-    validate_grid(cfg.grid)
+    check_grid(cfg.grid, "grid")
     missing = sorted({resolve_method(name, cfg.k)[0] for name in methods} - set(cfg.paper))
     if missing:
         raise ValueError(f"cfg.paper has no own setting for {', '.join(missing)}; it has {', '.join(cfg.paper)}.")

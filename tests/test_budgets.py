@@ -161,6 +161,14 @@ def test_train_budgets_trains_every_setting_on_the_fit_pairs_only_with_its_steps
         ({"reward_model.grid.learning_rates": [1e-3]}, "give both, or neither"),
         (
             {
+                "reward_model.grid.learning_rates": [1e-2, 0.0100000001],
+                "reward_model.grid.num_epochs": [2, 4],
+                "reward_model.grid.matched": [1e-2, 2],
+            },
+            "reward_model.grid repeats a cell",  # the same name lr0.01: the settings would overwrite each other
+        ),  # fmt: skip
+        (
+            {
                 "sweep.budgets": ["tuned", "default"],
                 "reward_model.grid.learning_rates": [1e-3, 3e-3],
                 "reward_model.grid.num_epochs": [2, 4],

@@ -321,7 +321,7 @@ def test_budget_gaps_pair_the_methods_by_seed_under_every_budget():
         (BudgetGridConfig(learning_rates=[1e-2], num_epochs=[10, 30], batch_size=64, matched=[1e-2, 30]), "two"),
         (BudgetGridConfig(learning_rates=[3e-3, 1e-2], num_epochs=[30], batch_size=64, matched=[1e-2, 30]), "two"),
         (BudgetGridConfig(learning_rates=[3e-3, 1e-2], num_epochs=[10, 30], batch_size=64, matched=[3e-2, 30]),
-         r"matched setting \[0.03, 30\] must be one .* lr0.003-ep10"),
+         r"grid.matched \[0.03, 30\] must be one .* lr0.003-ep10"),
         (BudgetGridConfig(learning_rates=[3e-3, 1e-2], num_epochs=[10, 30], batch_size=64, matched=[]), "matched"),
         (BudgetGridConfig(learning_rates=[3e-3, -1.0], num_epochs=[10, 30], batch_size=64, matched=[3e-3, 10]),
          "must be > 0"),
