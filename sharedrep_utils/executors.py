@@ -33,23 +33,33 @@ class StageFailed(RuntimeError):
 
 
 class Progress:
-    """One line per event for a person watching: done / total, what is running, elapsed, what is left."""
+    """What a person watching sees, one line per event (done / total, what is running, elapsed, what is left), and
+    what the sweep keeps of each stage run: a `report` row and its `sweep` log record (sweep_log.json)."""
 
-    def __init__(self, total: int, jobs: int | None, log: Callable[[str], None], done_at_start: set[str] = frozenset()):
+    def __init__(self, total: int, jobs: int | None, log: Callable[[str], None], sweep: SweepLog, report: list,
+                 done_at_start: set[str] = frozenset()):  # fmt: skip
         # jobs None: as many at once as are running (SLURM); done_at_start: labels that will be skipped, not run
         self.total, self.jobs, self.log, self.done_at_start = total, jobs, log, done_at_start
+        self.sweep, self.report = sweep, report
         self.finished = 0
         self.start = time.time()
         self.walls: dict[str, list[float]] = {}  # notebook -> wall times of its stage runs that ran here
 
     def skipped(self, label: str) -> None:
         self.finished += 1
+        self.report.append((label, "skipped", 0.0))
+        self.sweep.skipped(label)  # a stage run done by an earlier invocation keeps that one's timing
         self.log(f"[{self.finished}/{self.total}] {label}: done already, skipped")
 
-    def ran(self, run: StageRun, seconds: float, note: str, running: list[str], waiting: list[StageRun]) -> None:
+    def ran(self, run: StageRun, record: dict[str, Any], running: list[str], waiting: list[StageRun],
+            where: str = "") -> None:  # fmt: skip
+        """`record`: the stage run's timing record (`execute_stage`); `where`: e.g. its SLURM job."""
+        seconds = record["wall_s"]
         self.finished += 1
+        self.report.append((run.label, "ran", seconds))
+        self.sweep.ran(record)
         self.walls.setdefault(run.notebook, []).append(seconds)
-        self.log(f"[{self.finished}/{self.total}] {run.label}: finished in {seconds:.1f}s{note}")
+        self.log(f"[{self.finished}/{self.total}] {run.label}: finished in {seconds:.1f}s{where}{peak_note(record)}")
         self.status(running, waiting)
 
     def status(self, running: list[str], waiting: list[StageRun]) -> None:
@@ -91,20 +101,16 @@ def run_serial(
 ) -> None:
     """Today's sweep: the graph's order, one notebook at a time, all in one kernel (`SharedKernel`).
     A failing notebook's error is raised as papermill raised it."""
-    progress = Progress(len(nodes), 1, log, done_at_start(nodes))
+    progress = Progress(len(nodes), 1, log, sweep, report, done_at_start(nodes))
     shared = SharedKernel(kernel)  # one kernel for every notebook of this sweep, started by the first one
     try:
         for i, node in enumerate(nodes):
             if node.done():
                 progress.skipped(node.label)
-                report.append((node.label, "skipped", 0.0))
-                sweep.skipped(node.label)  # a stage run done by an earlier invocation keeps that one's timing
                 continue
             log(f"[{progress.finished + 1}/{len(nodes)}] {node.label}: running ...")
             record = execute_stage(node.run, notebooks, out_dir, shared)
-            report.append((node.label, "ran", record["wall_s"]))
-            sweep.ran(record)
-            progress.ran(node.run, record["wall_s"], peak_note(record), [], [n.run for n in nodes[i + 1 :]])
+            progress.ran(node.run, record, [], [n.run for n in nodes[i + 1 :]])
     finally:
         shared.shutdown()
 
@@ -187,7 +193,7 @@ def run_pool(
     by_label = {n.label: n for n in nodes}
     graph = sorter(nodes)
     graph.prepare()
-    progress = Progress(len(nodes), len(envs), log, done_at_start(nodes))
+    progress = Progress(len(nodes), len(envs), log, sweep, report, done_at_start(nodes))
     context = multiprocessing.get_context("spawn")  # a fresh interpreter per worker: no forked threads or CUDA
     slots = context.Queue()
     for env in envs:
@@ -209,8 +215,6 @@ def run_pool(
                 node = ready.pop(0)
                 if node.done():  # checked now that what it waits for is in place
                     progress.skipped(node.label)
-                    report.append((node.label, "skipped", 0.0))
-                    sweep.skipped(node.label)
                     finished_labels.add(node.label)
                     graph.done(node.label)
                     ready += [by_label[label] for label in graph.get_ready()]
@@ -234,12 +238,9 @@ def run_pool(
                     then = " (no new stage runs start; waiting for the running ones)" if running else ""
                     log(f"[failed] {run.label}: {record['ename']}: {record['evalue']}{then}")
                     continue
-                report.append((run.label, "ran", record["wall_s"]))
-                sweep.ran(record)
                 finished_labels.add(run.label)
                 graph.done(run.label)
-                busy = sorted(r.label for r in running.values())
-                progress.ran(run, record["wall_s"], peak_note(record), busy, waiting())
+                progress.ran(run, record, sorted(r.label for r in running.values()), waiting())
     if failures:
         first = failures[0]
         notebook = Path(first["notebook"]) if first.get("notebook") else None

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import Config, ConfigError, SlurmConfig
-from .executors import Progress, StageFailed, peak_note
+from .executors import Progress, StageFailed
 from .graph import Node, StageRun
 from .notebook_run import SharedKernel, SweepLog, execute_stage, failure
 
@@ -148,12 +148,10 @@ def run_slurm(
     queued = queue_states()
     executor = submitit.SlurmExecutor(folder=folder)
     jobs: dict[str, Any] = {}
-    progress = Progress(len(nodes), None, log)  # skipped below, before any estimate; as parallel as SLURM runs
+    progress = Progress(len(nodes), None, log, sweep, report)  # skips come first here; as parallel as SLURM runs
     for node in nodes:
         if node.done():
             progress.skipped(node.label)
-            report.append((node.label, "skipped", 0.0))
-            sweep.skipped(node.label)
             continue
         old = known.get(node.label)
         if old and queued.get(old, ("", ""))[0] in ACTIVE:  # submitted by an earlier invocation, still queued
@@ -176,15 +174,14 @@ def run_slurm(
         return
     by_label = {n.label: n for n in nodes}
     try:
-        follow(jobs, by_label, sweep, report, progress, log)
+        follow(jobs, by_label, progress, log)
     except KeyboardInterrupt:
         ids = " ".join(job.job_id for job in jobs.values())
         log(f"stopped waiting; the jobs stay queued (scancel {ids} to stop them; the same command waits again)")
         raise
 
 
-def follow(jobs: dict[str, Any], by_label: dict[str, Node], sweep: SweepLog, report: list, progress: Progress,
-           log: Callable[[str], None]) -> None:  # fmt: skip
+def follow(jobs: dict[str, Any], by_label: dict[str, Node], progress: Progress, log: Callable[[str], None]) -> None:
     """Poll until every job has ended: a result file (submitit's pickle) says how it went; a job SLURM no longer
     lists as active without one failed, was cancelled, or never ran because what it waited for failed."""
     pending = dict(jobs)
@@ -200,11 +197,8 @@ def follow(jobs: dict[str, Any], by_label: dict[str, Node], sweep: SweepLog, rep
                 pending.pop(label)
                 outcome, value = _outcome(job)
                 if outcome == "success":
-                    report.append((label, "ran", value["wall_s"]))
-                    sweep.ran(value)
-                    progress.ran(by_label[label].run, value["wall_s"], f" (job {job.job_id}){peak_note(value)}",
-                                 running(pending, states),
-                                 [by_label[x].run for x in pending])  # fmt: skip
+                    waiting = [by_label[x].run for x in pending]
+                    progress.ran(by_label[label].run, value, running(pending, states), waiting, f" (job {job.job_id})")
                 else:
                     failures.append(_failed(label, job, value))
                     log(f"[failed] {label}: job {job.job_id}, {failures[-1].ename}: {failures[-1].evalue}; "

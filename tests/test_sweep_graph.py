@@ -195,26 +195,38 @@ def test_worker_slots_split_cores_or_give_each_job_its_gpus():
         executors.worker_slots(1, 4, cores=4, gpus=["0", "1"])
 
 
-def test_progress_estimates_what_is_left_from_the_stage_runs_seen():
+def test_progress_estimates_what_is_left_from_the_stage_runs_seen(tmp_path):
     from sharedrep_utils.graph import StageRun
+    from sharedrep_utils.notebook_run import SweepLog
 
-    lines = []
-    progress = executors.Progress(5, 2, lines.append)
-    progress.ran(StageRun("04_grpo-a", "04_grpo", {}), 10.0, "", [], [])
-    progress.ran(StageRun("05_evaluate-a", "05_evaluate", {}), 2.0, "", [], [])
+    def progress(jobs, done_at_start=frozenset()):
+        return executors.Progress(5, jobs, lines.append, SweepLog(tmp_path, "k"), report, done_at_start)
+
+    lines, report = [], []
+    seen = progress(2)
+    seen.ran(StageRun("04_grpo-a", "04_grpo", {}), {"label": "04_grpo-a", "status": "ran", "wall_s": 10.0}, [], [])
+    seen.ran(StageRun("05_evaluate-a", "05_evaluate", {}), {"label": "05_evaluate-a", "status": "ran", "wall_s": 2.0,
+                                                            "peak_rss_mb": 812.4}, [], [])  # fmt: skip
     waiting = [StageRun("04_grpo-b", "04_grpo", {}), StageRun("05_evaluate-b", "05_evaluate", {}),
                StageRun("06_results", "06_results", {})]  # fmt: skip
     # (10 + 2 + mean 6 for an unseen notebook) / 2 jobs = 9 s; one running counts half the overall mean: +1.5
-    assert progress.estimate_left(waiting, 0) == pytest.approx(9.0)
-    assert progress.estimate_left(waiting, 1) == pytest.approx(10.5)
+    assert seen.estimate_left(waiting, 0) == pytest.approx(9.0)
+    assert seen.estimate_left(waiting, 1) == pytest.approx(10.5)
     assert lines[0] == "[1/5] 04_grpo-a: finished in 10.0s"
-    # a resumed sweep: a stage run done at the start will be skipped, not run (10 + 6) / 2 = 8 s
-    resumed = executors.Progress(5, 2, lines.append, done_at_start={"05_evaluate-b"})
-    resumed.walls = progress.walls
+    assert lines[2] == "[2/5] 05_evaluate-a: finished in 2.0s, peak 812 MB"
+    # what the sweep keeps: a report row and a sweep_log record per stage run
+    assert report == [("04_grpo-a", "ran", 10.0), ("05_evaluate-a", "ran", 2.0)]
+    assert [s["label"] for s in json.loads((tmp_path / "sweep_log.json").read_text())["steps"]] == [
+        "04_grpo-a", "05_evaluate-a"]  # fmt: skip
+    # a resumed sweep: a stage run done at the start will be skipped, not run: (10 + 6) / 2 = 8 s
+    resumed = progress(2, {"05_evaluate-b"})
+    resumed.walls = seen.walls
     assert resumed.estimate_left(waiting, 0) == pytest.approx(8.0)
+    resumed.skipped("05_evaluate-b")
+    assert report[-1] == ("05_evaluate-b", "skipped", 0.0) and lines[-1] == "[1/5] 05_evaluate-b: done already, skipped"
     # SLURM (jobs None): shared by as many as run now, at least one
-    slurm = executors.Progress(5, None, lines.append)
-    slurm.walls = progress.walls
+    slurm = progress(None)
+    slurm.walls = seen.walls
     assert slurm.estimate_left(waiting, 0) == pytest.approx(18.0)
     assert slurm.estimate_left(waiting, 3) == pytest.approx((18.0 + 1.5 * 6) / 3)
 
