@@ -16,7 +16,6 @@ not enough. Prompt-level noise within a seed is not the experiment's uncertainty
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 
 import numpy as np
@@ -97,17 +96,18 @@ def holm(pvalues) -> np.ndarray:
 
 
 def seed_interval(differences, confidence: float) -> tuple[float, float, float, float]:
-    """(mean, t-interval low, high, one-sample t-test p) of per-seed differences; NaN but the mean for one seed."""
+    """(mean, t-interval low, high, one-sample t-test p) of per-seed differences. NaN but the mean for one seed,
+    and when every seed's difference is the same: with no spread across seeds there is nothing to estimate an
+    interval from (the t-test would call any equal non-zero differences certain, p = 0; a small test set makes
+    equal accuracy gaps likely)."""
     d = np.asarray(differences, dtype=float)
     if len(d) == 0:
         return (float("nan"),) * 4
     mean = float(d.mean())
-    if len(d) < 2:
+    if len(d) < 2 or np.ptp(d) == 0:
         return mean, float("nan"), float("nan"), float("nan")
-    with warnings.catch_warnings():  # all differences equal: the sd is 0, scipy warns and t is 0/0 or infinite
-        warnings.simplefilter("ignore", RuntimeWarning)
-        test = scipy_stats.ttest_1samp(d, 0.0)
-        interval = test.confidence_interval(confidence)
+    test = scipy_stats.ttest_1samp(d, 0.0)
+    interval = test.confidence_interval(confidence)
     return mean, float(interval.low), float(interval.high), float(test.pvalue)
 
 

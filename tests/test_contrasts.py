@@ -31,6 +31,10 @@ def test_seed_interval_by_hand():
     assert p == pytest.approx(1 - 2 * math.sqrt(3) / math.sqrt(14))
     one = contrasts.seed_interval([0.7], 0.95)
     assert one[0] == 0.7 and all(np.isnan(v) for v in one[1:])
+    # every seed the same gap (e.g. one minority pair each way on a tiny test set): no spread, no interval, no p
+    for same in ([0.5, 0.5, 0.5], [0.0, 0.0]):
+        equal = contrasts.seed_interval(same, 0.95)
+        assert equal[0] == same[0] and all(np.isnan(v) for v in equal[1:])
 
 
 def table(ids, minority, majority):
