@@ -41,26 +41,33 @@ def n_seeds(summary: pd.DataFrame) -> int:
     return int(summary["n_seeds"].max()) if "n_seeds" in summary and len(summary) else 0
 
 
-# summary column of each plotted value -> (its seed-level SEM, its prompt-level interval low, high)
+# summary column of each plotted value -> (its seed-level SEM, its pooled SEM, its prompt-level interval low, high)
 ERRORS = {
-    "mean_gold_score": ("seed_sem_gold_score", "ci_low_gold_score", "ci_high_gold_score"),
-    "win_rate_vs_gold": ("seed_sem_win_rate", "win_rate_ci_low", "win_rate_ci_high"),
+    "mean_gold_score": ("seed_sem_gold_score", "sem_gold_score", "ci_low_gold_score", "ci_high_gold_score"),
+    "win_rate_vs_gold": ("seed_sem_win_rate", "sem_win_rate", "win_rate_ci_low", "win_rate_ci_high"),
 }
 
 
-def error_columns(summary: pd.DataFrame, y: str) -> tuple[pd.DataFrame, str, str]:
-    """The summary with the error-bar ends of `y` as columns, and their names: ± the standard error across
-    seeds with two or more seeds (none for a policy run once), else the prompt-level interval."""
-    seed_sem, low, high = ERRORS[y]
+def error_columns(summary: pd.DataFrame, y: str, spread: str = "seed") -> tuple[pd.DataFrame, str, str]:
+    """The summary with the error-bar ends of `y` as columns, and their names: with two or more seeds ± what the
+    tables put after ± (`results.spread`): the standard error across seeds (none for a policy run once), or with
+    "pooled" upstream's standard error over all prompt × seed rows; with one seed, the prompt-level interval."""
+    seed_sem, pooled_sem, low, high = ERRORS[y]
     if n_seeds(summary) < 2:
         return summary, low, high
-    out = summary.assign(_seed_low=summary[y] - summary[seed_sem], _seed_high=summary[y] + summary[seed_sem])
+    sem = pooled_sem if spread == "pooled" else seed_sem
+    out = summary.assign(_seed_low=summary[y] - summary[sem], _seed_high=summary[y] + summary[sem])
     return out, "_seed_low", "_seed_high"
 
 
-def error_text(summary: pd.DataFrame, confidence: float = 0.95) -> str:
+def error_text(summary: pd.DataFrame, confidence: float = 0.95, spread: str = "seed") -> str:
     """What the error bars of `error_columns` are, for the caption."""
     seeds = n_seeds(summary)
+    if seeds >= 2 and spread == "pooled":
+        return (
+            f"± the pooled standard error over all prompt × seed rows of the {seeds} seeds (upstream's ±, "
+            "results.spread = pooled: evaluation noise only, not the spread between seeds)"
+        )
     if seeds >= 2:
         return f"± standard error across the {seeds} per-seed values (none for a policy trained once)"
     return interval_text(summary, confidence)
@@ -158,16 +165,17 @@ def _per_group_lines(summary, y, low, high, ylabel, caption, out_dir, name, fall
     return _save(fig, out_dir, name, caption)
 
 
-def gold_score_figure(summary: pd.DataFrame, out_dir: Path, caption: str, confidence: float = 0.95) -> list[Path]:
+def gold_score_figure(summary: pd.DataFrame, out_dir: Path, caption: str, confidence: float = 0.95,
+                      spread: str = "seed") -> list[Path]:  # fmt: skip
     """Per-group mean gold score vs minority proportion, one line per policy; error bars per `error_columns`."""
-    data, low, high = error_columns(summary, "mean_gold_score")
+    data, low, high = error_columns(summary, "mean_gold_score", spread)
     return _per_group_lines(
         data,
         "mean_gold_score",
         low,
         high,
         "mean gold group score (gold scorer units)",
-        caption + f" Error bars: {error_text(summary, confidence)}.",
+        caption + f" Error bars: {error_text(summary, confidence, spread)}.",
         out_dir,
         "gold_score_vs_proportion",
         # one seed without a bootstrap interval: the SEM over prompts; with seeds, a policy run once (SFT) gets none
@@ -175,17 +183,18 @@ def gold_score_figure(summary: pd.DataFrame, out_dir: Path, caption: str, confid
     )
 
 
-def win_rate_figure(summary: pd.DataFrame, out_dir: Path, caption: str, confidence: float = 0.95) -> list[Path]:
+def win_rate_figure(summary: pd.DataFrame, out_dir: Path, caption: str, confidence: float = 0.95,
+                    spread: str = "seed") -> list[Path]:  # fmt: skip
     """Win rate against the gold policy vs minority proportion, per group and policy (bars: `error_columns`)."""
     ties = str(summary["ties"].iloc[0]) if "ties" in summary and len(summary) else "lose"
-    data, low, high = error_columns(summary, "win_rate_vs_gold")
+    data, low, high = error_columns(summary, "win_rate_vs_gold", spread)
     return _per_group_lines(
         data,
         "win_rate_vs_gold",
         low,
         high,
         f"win rate vs gold policy\n(share of prompts; {TIES_TEXT.get(ties, ties)})",
-        caption + f" Error bars: {error_text(summary, confidence)}; a tie is an identical completion. "
+        caption + f" Error bars: {error_text(summary, confidence, spread)}; a tie is an identical completion. "
         "Dotted line: even with the gold policy.",
         out_dir,
         "win_rate_vs_proportion",
@@ -194,7 +203,8 @@ def win_rate_figure(summary: pd.DataFrame, out_dir: Path, caption: str, confiden
     )
 
 
-def k_ablation_figure(summary: pd.DataFrame, out_dir: Path, caption: str, confidence: float = 0.95) -> list[Path]:
+def k_ablation_figure(summary: pd.DataFrame, out_dir: Path, caption: str, confidence: float = 0.95,
+                      spread: str = "seed") -> list[Path]:  # fmt: skip
     """SharedRep's gold score and win rate vs K, one line per proportion (bars: `error_columns`); MaxMin as a
     dotted reference."""
     shared = summary[summary["method"] == "sharedrep"].dropna(subset=["k"])
@@ -208,7 +218,7 @@ def k_ablation_figure(summary: pd.DataFrame, out_dir: Path, caption: str, confid
         ("win_rate_vs_gold", "win rate vs gold policy\n(share of prompts)"),
     ]
     for row, (y, ylabel) in enumerate(metrics):
-        with_errors, low, high = error_columns(shared, y)
+        with_errors, low, high = error_columns(shared, y, spread)
         for col, group in enumerate(groups):
             ax = axes[row][col]
             for prop in props:
@@ -236,7 +246,8 @@ def k_ablation_figure(summary: pd.DataFrame, out_dir: Path, caption: str, confid
             ax.set_title(f"{group} group")
             ax.grid(alpha=0.3)
     axes[0][-1].legend(fontsize=7)
-    text = caption + f" Error bars: {error_text(shared, confidence)}; dotted lines: MaxMin at the same p (no K)."
+    bars = error_text(shared, confidence, spread)
+    text = caption + f" Error bars: {bars}; dotted lines: MaxMin at the same p (no K)."
     return _save(fig, out_dir, "k_ablation", text)
 
 

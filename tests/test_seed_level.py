@@ -129,8 +129,16 @@ def test_figure_error_bars_are_seed_level_with_two_seeds_and_prompt_level_with_o
     data, low, high = plots.error_columns(summary, "mean_gold_score")
     assert (data[high] - data["mean_gold_score"]).tolist() == pytest.approx([0.067, 0.153])
     assert (data["mean_gold_score"] - data[low]).tolist() == pytest.approx([0.067, 0.153])
+    # results.spread pooled: ± upstream's pooled SEM, as the tables show it, and the caption says so
+    pooled, low, high = plots.error_columns(summary, "mean_gold_score", "pooled")
+    assert (pooled[high] - pooled["mean_gold_score"]).tolist() == pytest.approx(summary["sem_gold_score"].tolist())
+    assert (pooled[high] - pooled["mean_gold_score"]).tolist() != pytest.approx([0.067, 0.153])
+    plots.gold_score_figure(summary, tmp_path, "c.", spread="pooled")
+    caption = Image.open(tmp_path / "gold_score_vs_proportion.png").text["Description"]
+    assert "pooled standard error over all prompt × seed rows of the 2 seeds" in caption
     one = summary.assign(n_seeds=1)
     assert plots.error_columns(one, "win_rate_vs_gold")[1:] == ("win_rate_ci_low", "win_rate_ci_high")
+    assert plots.error_columns(one, "win_rate_vs_gold", "pooled")[1:] == ("win_rate_ci_low", "win_rate_ci_high")
     plots.win_rate_figure(one, tmp_path, "c.", confidence=0.8)
     caption = Image.open(tmp_path / "win_rate_vs_proportion.png").text["Description"]
     assert "cluster-bootstrap 80% CI over prompts" in caption and "95" not in caption

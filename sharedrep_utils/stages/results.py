@@ -299,11 +299,11 @@ def build(cfg: Config, out: Path) -> dict[str, pd.DataFrame]:
         plots.contrast_figure(contrast, out, text)
     if len(grid) and len(gaps):
         plots.budget_gap_figure(gaps, out, text)
-    plots.gold_score_figure(summary, out, text, opts.confidence)  # seed-level bars with two or more seeds
-    plots.win_rate_figure(summary, out, text, opts.confidence)
+    plots.gold_score_figure(summary, out, text, opts.confidence, opts.spread)  # ± as in the tables
+    plots.win_rate_figure(summary, out, text, opts.confidence, opts.spread)
     plots.score_distribution_figure(score_frame(evals, groups), out, text)
     if summary["method"].eq("sharedrep").any():
-        plots.k_ablation_figure(summary, out, text, opts.confidence)
+        plots.k_ablation_figure(summary, out, text, opts.confidence, opts.spread)
     if len(rm):
         plots.rm_accuracy_figure(rm, out, text)
     else:
