@@ -587,6 +587,8 @@ def _coerce(tp: Any, value: Any, name: str) -> Any:
 TIE_RULES = ("half", "lose")
 CALIBRATION_MODES = ("none", "center", "standardize")  # calibration.mode
 BUDGETS = ("default", "matched", "tuned")  # reward_model.budget
+# what ± shows with two or more seeds: the standard error across the per-seed values (the experiment's
+# uncertainty), or upstream's standard error over all prompt × seed rows pooled (evaluation noise only)
 SPREADS = ("seed", "pooled")
 HEAD_INITS = ("normal", "torch")  # reward heads: GPT-2's N(0, 0.02) with zero biases, or PyTorch's defaults
 SCORED_TEXTS = ("hh", "chat")  # gold.text, reward_model.text (hh_data.scored_text)

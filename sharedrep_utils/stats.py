@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from .config import SPREADS  # what ± shows with seeds: seed SEM, or upstream's pooled SEM
 from .methods import split_method
 
 SUMMARY_COLUMNS = [
@@ -109,9 +110,6 @@ HEAD_TO_HEAD_BY_SEED_COLUMNS = [
 ]
 TIE_RULES = {"half": 0.5, "lose": 0.0}  # credit for a tie
 BOOTSTRAP_KINDS = ("cluster", "within-seed")
-# what ± shows with two or more seeds: the standard error across the per-seed values (the experiment's
-# uncertainty), or upstream's standard error over all prompt × seed rows pooled (evaluation noise only)
-SPREADS = ("seed", "pooled")
 
 
 @dataclass(frozen=True)
