@@ -17,6 +17,7 @@ import matplotlib
 if not os.environ.get("MPLBACKEND"):  # a Jupyter kernel sets its inline backend there: keep it
     matplotlib.use("Agg")  # elsewhere files, not windows; 06_results displays the saved images
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
@@ -443,6 +444,34 @@ def synthetic_figure(summary: pd.DataFrame, x: str, metric: str, fixed: tuple[st
         synthetic_lines(summary, x, metric, ax, role, fixed)
     axes[0].set_ylabel(ylabel)
     axes[0].legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def synthetic_budget_figure(gaps: pd.DataFrame, k: int, title: str):
+    """The synthetic check's gap SharedRep(K) − MaxMin per grid cell (points, the matched one starred) against
+    the default and tuned budgets (lines with ± SEM bands), one panel per problem of `budget_gap_table`."""
+    problems = list(dict.fromkeys(gaps.index.get_level_values("problem")))
+    fig, axes = plt.subplots(1, len(problems), figsize=(5 * len(problems), 3.8), sharey=True, squeeze=False)
+    for ax, name in zip(axes[0], problems):
+        g = gaps.loc[name]
+        grid_cells = [c for c in g.index if c not in ("default", "matched", "tuned")]
+        x = np.arange(len(grid_cells))
+        ax.errorbar(x, g.loc[grid_cells, "gap_mean"], yerr=g.loc[grid_cells, "gap_sem"], fmt="o", color="tab:blue",
+                    capsize=3, label="grid cell")  # fmt: skip
+        m = grid_cells.index(g.loc["matched", "setting"])
+        ax.plot(x[m], g.loc["matched", "gap_mean"], "*", ms=15, color="tab:blue", label="matched (declared cell)")
+        for budget, (colour, style) in [("default", ("tab:red", "--")), ("tuned", ("tab:green", ":"))]:
+            mean, err = g.loc[budget, ["gap_mean", "gap_sem"]]
+            ax.axhline(mean, color=colour, ls=style, label=f"{budget} (± SEM band)")
+            ax.axhspan(mean - err, mean + err, color=colour, alpha=0.12)
+        ax.axhline(0, color="black", lw=0.8)
+        ax.set_xticks(x, grid_cells, rotation=20)
+        ax.set_title(name)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel(f"minority accuracy gap\nSharedRep({k}) - MaxMin")
+    axes[0][0].legend(fontsize=8, loc="lower right")
     fig.suptitle(title)
     fig.tight_layout()
     return fig

@@ -442,6 +442,39 @@ def budget_gaps(
     return pd.DataFrame(rows)
 
 
+def budget_gap_table(tables: dict[str, pd.DataFrame], k: int | None = None) -> pd.DataFrame:
+    """`budget_gaps` of several problems' `budget_sweep` tables, one block per problem: indexed (problem,
+    budget), in each block default, the grid's cells, matched, tuned."""
+    gaps = pd.concat({name: budget_gaps(table, k) for name, table in tables.items()}, names=["problem", None])
+    return gaps.reset_index(level=1, drop=True).set_index("budget", append=True)
+
+
+def shown_budget_gaps(gaps: pd.DataFrame, k: int) -> pd.DataFrame:
+    """`budget_gap_table` as a person reads it: the setting, the gap `mean ± SEM`, each method's accuracy and
+    optimiser steps."""
+    shared = f"SharedRep({k})"
+    return pd.DataFrame(
+        {
+            "setting": gaps["setting"],
+            f"gap ({shared} - MaxMin)": [f"{m:+.3f} ± {s:.3f}" for m, s in zip(gaps["gap_mean"], gaps["gap_sem"])],
+            f"{shared} acc": gaps["sharedrep_accuracy"].round(3),
+            "MaxMin acc": gaps["maxmin_accuracy"].round(3),
+            f"{shared} steps": gaps["sharedrep_steps"],
+            "MaxMin steps": gaps["maxmin_steps"],
+        }
+    )
+
+
+def tuned_picks(table: pd.DataFrame) -> pd.DataFrame:
+    """The grid cell `tuned` picked on the validation pairs, per seed (rows) and model (columns: method, and
+    SharedRep's K); one (p, n) cell's `budget_sweep` table."""
+    if table[["proportion", "n_pairs"]].drop_duplicates().shape[0] > 1:
+        raise ValueError("tuned_picks reads one (proportion, n_pairs) cell; select one first.")
+    picked = table[table["tuned"].astype(bool)].drop_duplicates(["method", "k", "seed"])
+    model = [method_label(m, k) for m, k in zip(picked["method"], picked["k"])]
+    return picked.assign(model=model).pivot(index="seed", columns="model", values="setting")
+
+
 def summarize(df: pd.DataFrame, by: str = "role") -> pd.DataFrame:
     """Mean and SEM over seeds per (method, k, proportion, n_pairs, `by`); by = "role" or "group".
 

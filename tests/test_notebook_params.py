@@ -150,3 +150,19 @@ def test_a_sweep_stopped_by_a_busy_stage_keeps_the_other_sweeps_executed_noteboo
     with pytest.raises(pm.PapermillExecutionError):
         sweep.run_sweep(cfg, {}, log=lambda line: None)
     assert executed.read_text() == "a real failure, error included"  # kept for a person to read
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_papermill_sees_every_parameter_of_the_parameters_cell(path, caplog):
+    """`papermill --help-notebook` and its parameter checks read the parameters cell line by line; a line it cannot
+    parse (an `=` in a comment does it) hides that parameter from a batch user ("Passed unknown parameter")."""
+    import ast
+
+    import papermill as pm
+
+    nb = json.loads(path.read_text())
+    cell = next(c for c in nb["cells"] if "parameters" in c["metadata"].get("tags", []))
+    assigned = [t.id for node in ast.parse("".join(cell["source"])).body for t in getattr(node, "targets", [])]
+    with caplog.at_level("WARNING", logger="papermill"):
+        seen = list(pm.inspect_notebook(str(path)))
+    assert seen == assigned and "Unable to parse" not in caplog.text

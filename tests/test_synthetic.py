@@ -339,3 +339,31 @@ def test_budget_view_and_own_settings_name_what_is_allowed(tiny_budgets):
     assert budget_view(tiny_budgets, "default").shape == (2 * 2 * 3, len(RESULT_COLUMNS))
     with pytest.raises(ValueError, match="no own setting for uniform"):
         budget_sweep(replace(TINY, paper={"maxmin": HeadConfig()}), [(0.2, 100)], seeds=[0], methods=["uniform"])
+
+
+def test_notebook_00_budget_views_read_the_sweep_tables(tiny_budgets, tmp_path):
+    """What notebook 00 shows of the budgets: the gap table per problem, as read, the tuned picks, the figure."""
+    from PIL import Image
+
+    from sharedrep_utils import plots
+
+    two = {"U = 3": tiny_budgets, "U = 3 again": tiny_budgets}
+    gaps = synthetic.budget_gap_table(two, k=2)
+    assert list(gaps.index.get_level_values("problem").unique()) == ["U = 3", "U = 3 again"]
+    assert list(gaps.loc["U = 3"].index) == ["default", *CELLS, "matched", "tuned"]
+    pd.testing.assert_frame_equal(gaps.loc["U = 3"].reset_index(), budget_gaps(tiny_budgets, 2), check_like=True)
+    shown = synthetic.shown_budget_gaps(gaps, 2).loc["U = 3"]
+    row = gaps.loc[("U = 3", "tuned")]
+    assert shown.loc["tuned", "gap (SharedRep(2) - MaxMin)"] == f"{row['gap_mean']:+.3f} ± {row['gap_sem']:.3f}"
+    assert shown.loc["matched", "setting"] == "lr0.01-ep2" and shown.loc["matched", "MaxMin steps"] == 10
+    picks = synthetic.tuned_picks(tiny_budgets)
+    assert list(picks.columns) == ["MaxMin", "SharedRep (K=2)"] and list(picks.index) == [0, 1]
+    by_hand = tiny_budgets[tiny_budgets["tuned"] & (tiny_budgets["method"] == "sharedrep")]
+    assert picks["SharedRep (K=2)"].tolist() == by_hand.groupby("seed")["setting"].first().tolist()
+    assert set(picks.stack()) <= set(CELLS)  # a grid cell, never the own (default) setting
+    with pytest.raises(ValueError, match="one \\(proportion, n_pairs\\) cell"):
+        synthetic.tuned_picks(pd.concat([tiny_budgets, tiny_budgets.assign(proportion=0.1)]))
+    fig = plots.synthetic_budget_figure(gaps, 2, "gaps")
+    assert [ax.get_title() for ax in fig.axes] == ["U = 3", "U = 3 again"]
+    fig.savefig(tmp_path / "gaps.png")
+    assert Image.open(tmp_path / "gaps.png").size[0] > 500
