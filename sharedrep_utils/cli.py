@@ -98,7 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="For every evaluation file, the sampled responses, each preference set and each results table "
         "of two run directories: byte-identical or not, and for evaluation files the share of prompts whose "
         "completion is the same text.",
-        epilog="example: sharedrep compare runs/smoke-serial runs/smoke-jobs2 --out same.csv",
+        epilog="example: sharedrep compare runs/smoke-serial runs/smoke-jobs2 --out same.csv   (exit 0: every file "
+        "identical; 1: some differ or are in one run only; 2: bad input)",
     )
     compare.add_argument("a", type=Path, help="a run directory")
     compare.add_argument("b", type=Path, help="the run directory to compare it with")
@@ -246,12 +247,15 @@ def diff_main(args: argparse.Namespace) -> int:
 
 
 def compare_main(args: argparse.Namespace) -> int:
-    """`sharedrep compare A B`: a row per compared file, then how many of each kind are byte-identical."""
+    """`sharedrep compare A B`: a row per compared file, then how many of each kind are byte-identical. Exit 0
+    when every file is in both runs and identical, 1 when not, 2 on bad input."""
     import pandas as pd
 
     from .run_compare import compare_runs, verdict
 
     try:
+        if args.out is not None and not args.out.parent.is_dir():
+            raise FileNotFoundError(f"--out {str(args.out)!r}: folder {str(args.out.parent)!r} does not exist.")
         table = compare_runs(args.a, args.b)
     except FileNotFoundError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -262,7 +266,7 @@ def compare_main(args: argparse.Namespace) -> int:
     if args.out is not None:
         table.to_csv(args.out, index=False)
         print(f"wrote {args.out}")
-    return 0
+    return 0 if table["identical"].all() else 1  # as diff and cmp: 1 when the runs differ
 
 
 def _show(value) -> str:

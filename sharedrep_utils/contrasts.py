@@ -11,7 +11,9 @@ K the smallest swept, at the smallest p, on the minority group and on the min ov
 contrast (each other reward-model policy − the baseline, at every p, on every outcome) is secondary. `p_holm`
 is Holm-adjusted within its family: the declared primary rows together, and all secondary rows together.
 With one seed the estimate is shown and the interval and p-values are NaN: the seed is the unit, and one is
-not enough. Prompt-level noise within a seed is not the experiment's uncertainty and is not used here.
+not enough; the same when every seed's difference is the same (no spread across seeds to estimate from). The
+`note` column says which. Prompt-level noise within a seed is not the experiment's uncertainty and is not used
+here.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ BY_SEED_COLUMNS = ["contrast", "policy", "baseline", "group", "proportion", "see
                    "baseline_mean", "difference"]  # fmt: skip
 MIN_OUTCOME = "min"  # the min over groups of the gold group scores (what the gold policy maximises)
 ONE_SEED_NOTE = "one seed: the seed is the unit of replication, and one is not enough for an interval or a p-value"
+NO_SPREAD_NOTE = "every seed's difference is the same: no spread across seeds to give an interval or a p-value"
 
 
 def primary_contrast(cfg: Config) -> dict:
@@ -82,7 +85,7 @@ def budget(cfg: Config) -> str:
 
 def holm(pvalues) -> np.ndarray:
     """Holm's step-down adjustment: the i-th smallest of m p-values times (m − i + 1), made non-decreasing in
-    that order and capped at 1. NaN p-values (no test: one seed) stay NaN and do not count in m."""
+    that order and capped at 1. NaN p-values (no test: one seed, or no spread) stay NaN and do not count in m."""
     p = np.asarray(pvalues, dtype=float)
     out = np.full(p.shape, np.nan)
     tested = np.flatnonzero(~np.isnan(p))
@@ -95,20 +98,33 @@ def holm(pvalues) -> np.ndarray:
     return out
 
 
+def no_spread(differences) -> bool:
+    """Every difference the same, up to float rounding (0.7 - 0.2 and 0.9 - 0.4 differ in the last bit)."""
+    d = np.asarray(differences, dtype=float)
+    return len(d) > 1 and float(np.ptp(d)) <= 1e-9 * max(1.0, float(np.abs(d).max()))
+
+
 def seed_interval(differences, confidence: float) -> tuple[float, float, float, float]:
     """(mean, t-interval low, high, one-sample t-test p) of per-seed differences. NaN but the mean for one seed,
-    and when every seed's difference is the same: with no spread across seeds there is nothing to estimate an
-    interval from (the t-test would call any equal non-zero differences certain, p = 0; a small test set makes
-    equal accuracy gaps likely)."""
+    and when every seed's difference is the same (`no_spread`): with no spread across seeds there is nothing to
+    estimate an interval from (the t-test would call equal non-zero differences certain, p ~ 0; a small test set
+    makes equal accuracy gaps likely)."""
     d = np.asarray(differences, dtype=float)
     if len(d) == 0:
         return (float("nan"),) * 4
     mean = float(d.mean())
-    if len(d) < 2 or np.ptp(d) == 0:
+    if len(d) < 2 or no_spread(d):
         return mean, float("nan"), float("nan"), float("nan")
     test = scipy_stats.ttest_1samp(d, 0.0)
     interval = test.confidence_interval(confidence)
     return mean, float(interval.low), float(interval.high), float(test.pvalue)
+
+
+def interval_note(differences) -> str:
+    """Why a contrast has no interval: one seed, or no spread across seeds; empty when it has one."""
+    if len(differences) == 1:
+        return ONE_SEED_NOTE
+    return NO_SPREAD_NOTE if no_spread(differences) else ""
 
 
 def outcome_scores(table: pd.DataFrame, outcome: str, groups: list[str]) -> pd.Series:
@@ -194,7 +210,7 @@ def contrast_tables(evals: Evals, cfg: Config) -> tuple[pd.DataFrame, pd.DataFra
                 "n_seeds": len(per_seed),
                 "p": p,
                 "confidence": confidence,
-                "note": ONE_SEED_NOTE if len(per_seed) == 1 else "",
+                "note": interval_note(per_seed["difference"]),
             }
         )
     return adjust(pd.DataFrame(rows, columns=COLUMNS)), pd.DataFrame(seed_rows, columns=BY_SEED_COLUMNS)

@@ -248,5 +248,8 @@ def set_parameters(notebook: Path, out: Path, values: dict[str, Any]) -> Path:
     from papermill.iorw import load_notebook_node, write_ipynb
     from papermill.parameterize import parameterize_notebook
 
-    write_ipynb(parameterize_notebook(load_notebook_node(str(notebook)), values), str(out))
+    nb = load_notebook_node(str(notebook))
+    if not any("parameters" in cell.metadata.tags for cell in nb.cells):  # papermill would put them first, warning
+        raise ValueError(f"{notebook} has no cell tagged parameters to follow.")
+    write_ipynb(parameterize_notebook(nb, values), str(out))
     return out

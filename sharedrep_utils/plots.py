@@ -66,8 +66,8 @@ def error_text(summary: pd.DataFrame, confidence: float = 0.95, spread: str = "s
     seeds = n_seeds(summary)
     if seeds >= 2 and spread == "pooled":
         return (
-            f"± the pooled standard error over all prompt × seed rows of the {seeds} seeds (upstream's ±, "
-            "results.spread = pooled: evaluation noise only, not the spread between seeds)"
+            "± the pooled standard error over all of a policy's prompt × seed rows (upstream's ±, results.spread = "
+            "pooled: evaluation noise only, not the spread between seeds)"
         )
     if seeds >= 2:
         return f"± standard error across the {seeds} per-seed values (none for a policy trained once)"
@@ -179,7 +179,8 @@ def gold_score_figure(summary: pd.DataFrame, out_dir: Path, caption: str, confid
         caption + f" Error bars: {error_text(summary, confidence, spread)}.",
         out_dir,
         "gold_score_vs_proportion",
-        # one seed without a bootstrap interval: the SEM over prompts; with seeds, a policy run once (SFT) gets none
+        # one seed without a bootstrap interval: the SEM over prompts; with seeds, a policy run once (SFT) gets no
+        # seed-level bar (under results.spread pooled it gets its pooled SEM, like every other policy)
         fallback="sem_gold_score" if n_seeds(summary) < 2 else None,
     )
 
@@ -449,7 +450,7 @@ def synthetic_figure(summary: pd.DataFrame, x: str, metric: str, fixed: tuple[st
     return fig
 
 
-def synthetic_budget_figure(gaps: pd.DataFrame, k: int, title: str):
+def synthetic_budget_figure(gaps: pd.DataFrame, title: str):
     """The synthetic check's gap SharedRep(K) − MaxMin per grid cell (points, the matched one starred) against
     the default and tuned budgets (lines with ± SEM bands), one panel per problem of `budget_gap_table`."""
     problems = list(dict.fromkeys(gaps.index.get_level_values("problem")))
@@ -470,7 +471,7 @@ def synthetic_budget_figure(gaps: pd.DataFrame, k: int, title: str):
         ax.set_xticks(x, grid_cells, rotation=20)
         ax.set_title(name)
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel(f"minority accuracy gap\nSharedRep({k}) - MaxMin")
+    axes[0][0].set_ylabel(f"minority accuracy gap\nSharedRep({int(gaps['k'].iloc[0])}) - MaxMin")
     axes[0][0].legend(fontsize=8, loc="lower right")
     fig.suptitle(title)
     fig.tight_layout()

@@ -197,8 +197,8 @@ def follow(jobs: dict[str, Any], by_label: dict[str, Node], progress: Progress, 
                 pending.pop(label)
                 outcome, value = _outcome(job)
                 if outcome == "success":
-                    waiting = [by_label[x].run for x in pending]
-                    progress.ran(by_label[label].run, value, running(pending, states), waiting, f" (job {job.job_id})")
+                    busy, job_text = running(pending, states), f" (job {job.job_id})"
+                    progress.ran(by_label[label].run, value, busy, waiting(pending, busy, by_label), job_text)
                 else:
                     failures.append(_failed(label, job, value))
                     log(f"[failed] {label}: job {job.job_id}, {failures[-1].ename}: {failures[-1].evalue}; "
@@ -216,7 +216,8 @@ def follow(jobs: dict[str, Any], by_label: dict[str, Node], progress: Progress, 
                                                 None, job.paths.stderr))  # fmt: skip
                     log(f"[failed] {label}: job {job.job_id} {state}, no result; log {job.paths.stderr}")
         if pending and time.time() - last_status >= HEARTBEAT_S:
-            progress.status(running(pending, states), [by_label[x].run for x in pending])
+            busy = running(pending, states)
+            progress.status(busy, waiting(pending, busy, by_label))
             last_status = time.time()
         if pending:
             time.sleep(POLL_S)
@@ -229,6 +230,11 @@ def follow(jobs: dict[str, Any], by_label: dict[str, Node], progress: Progress, 
 
 def running(pending: dict[str, Any], states: dict[str, tuple[str, str]]) -> list[str]:
     return sorted(label for label, job in pending.items() if states.get(job.job_id, ("",))[0] == "RUNNING")
+
+
+def waiting(pending: dict[str, Any], busy: list[str], by_label: dict[str, Node]) -> list[StageRun]:
+    """The pending jobs not running yet: the estimate counts the running ones apart (half done)."""
+    return [by_label[label].run for label in pending if label not in busy]
 
 
 def _outcome(job) -> tuple[str, Any]:

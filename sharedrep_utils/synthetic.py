@@ -58,7 +58,7 @@ RESULT_COLUMNS = [
 ]
 # budget_sweep's rows: the above, plus the head setting each was trained at and what it is for
 BUDGET_COLUMNS = RESULT_COLUMNS + [
-    "setting",  # "default" (the method's own, paper setting) or a grid cell (budgets.cell_name)
+    "setting",  # "default" (the method's own, paper setting) or a grid cell (config.cell_name)
     "learning_rate",
     "num_epochs",
     "batch_size",
@@ -442,17 +442,21 @@ def budget_gaps(
     return pd.DataFrame(rows)
 
 
-def budget_gap_table(tables: dict[str, pd.DataFrame], k: int | None = None) -> pd.DataFrame:
-    """`budget_gaps` of several problems' `budget_sweep` tables, one block per problem: indexed (problem,
-    budget), in each block default, the grid's cells, matched, tuned."""
+def budget_gap_table(tables: dict[str, pd.DataFrame], k: int) -> pd.DataFrame:
+    """`budget_gaps` of SharedRep(`k`) for several problems' `budget_sweep` tables of one (p, n) cell each, one
+    block per problem: indexed (problem, budget), in each block default, the grid's cells, matched, tuned; `k` as a
+    column, for the labels."""
+    for name, table in tables.items():
+        if table[["proportion", "n_pairs"]].drop_duplicates().shape[0] > 1:
+            raise ValueError(f"budget_gap_table reads one (proportion, n_pairs) cell per problem; {name!r} has more.")
     gaps = pd.concat({name: budget_gaps(table, k) for name, table in tables.items()}, names=["problem", None])
-    return gaps.reset_index(level=1, drop=True).set_index("budget", append=True)
+    return gaps.reset_index(level=1, drop=True).set_index("budget", append=True).assign(k=k)
 
 
-def shown_budget_gaps(gaps: pd.DataFrame, k: int) -> pd.DataFrame:
+def shown_budget_gaps(gaps: pd.DataFrame) -> pd.DataFrame:
     """`budget_gap_table` as a person reads it: the setting, the gap `mean ± SEM`, each method's accuracy and
     optimiser steps."""
-    shared = f"SharedRep({k})"
+    shared = f"SharedRep({int(gaps['k'].iloc[0])})"
     return pd.DataFrame(
         {
             "setting": gaps["setting"],

@@ -32,9 +32,11 @@ def test_seed_interval_by_hand():
     one = contrasts.seed_interval([0.7], 0.95)
     assert one[0] == 0.7 and all(np.isnan(v) for v in one[1:])
     # every seed the same gap (e.g. one minority pair each way on a tiny test set): no spread, no interval, no p
-    for same in ([0.5, 0.5, 0.5], [0.0, 0.0]):
+    for same in ([0.5, 0.5, 0.5], [0.0, 0.0], [0.7 - 0.2, 0.9 - 0.4, 0.5]):  # the last: equal up to float rounding
         equal = contrasts.seed_interval(same, 0.95)
-        assert equal[0] == same[0] and all(np.isnan(v) for v in equal[1:])
+        assert equal[0] == pytest.approx(0.5 if same[0] else 0.0) and all(np.isnan(v) for v in equal[1:])
+        assert contrasts.interval_note(same) == contrasts.NO_SPREAD_NOTE
+    assert contrasts.interval_note([0.7]) == contrasts.ONE_SEED_NOTE and contrasts.interval_note([0.1, 0.2]) == ""
 
 
 def table(ids, minority, majority):

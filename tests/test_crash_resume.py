@@ -95,13 +95,13 @@ def test_a_partial_directory_of_a_killed_writer_is_ignored_then_removed(tmp_path
 
 # (what to wait for, seconds after it appears): SIGKILL then. A `.<stage>.partial-*` directory
 # appears when a stage starts writing, so these kill stages mid-write; a stage's draft notebook
-# (notebooks/.drafts-*/<label>.ipynb) lives while papermill runs it, so those kill a kernel while it
-# loads or works. A partial that lives only milliseconds (smoke's reward heads: heads_s 0.04) is no
+# (notebooks/.drafts-*/<label>.ipynb) lives while papermill runs it, so those kill the sweep's kernel
+# while a notebook starts or works. A partial that lives only milliseconds (smoke's reward heads: heads_s 0.04) is no
 # marker: a 50 ms poll can miss it; SIGKILL inside stage_output's windows is the unit test's above.
 DRAFT = "notebooks/.drafts-*/{}.ipynb"
 KILL_POINTS = [
     (".sft.partial-*", 0.5),  # SFT training
-    (DRAFT.format("02_preference_data-seed42-prop0.2"), 0.0),  # a kernel starting
+    (DRAFT.format("02_preference_data-seed42-prop0.2"), 0.0),  # a notebook starting in the sweep's kernel
     (DRAFT.format("03_reward_models-seed42-prop0.4"), 0.5),  # reward models under way
     ("seed42/prop0.2/policy/.sharedrep-k2.partial-*", 1.0),  # GRPO
     (DRAFT.format("05_evaluate-seed42-prop0.4-maxmin"), 0.7),  # an evaluation under way

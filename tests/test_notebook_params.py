@@ -166,3 +166,22 @@ def test_papermill_sees_every_parameter_of_the_parameters_cell(path, caplog):
     with caplog.at_level("WARNING", logger="papermill"):
         seen = list(pm.inspect_notebook(str(path)))
     assert seen == assigned and "Unable to parse" not in caplog.text
+
+
+def test_set_parameters_injects_papermills_cell_after_the_parameters_cell(tmp_path):
+    """What the browser tests open in JupyterLab: papermill's injected-parameters cell, right after the parameters."""
+    import nbformat
+
+    from sharedrep_utils import lab_driver
+
+    out = lab_driver.set_parameters(NOTEBOOKS[-1], tmp_path / "nb.ipynb", {"overrides": {"run_dir": "/x"}})
+    cells = nbformat.read(out, as_version=4).cells
+    tagged = [i for i, c in enumerate(cells) if c.metadata.get("tags")]
+    first = tagged[0]
+    assert cells[first].metadata.tags == ["parameters"] and cells[first + 1].metadata.tags == ["injected-parameters"]
+    assert "overrides = {\"run_dir\": \"/x\"}" in cells[first + 1].source
+    bare = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")])
+    nbformat.write(bare, tmp_path / "bare.ipynb")
+    with pytest.raises(ValueError, match="no cell tagged parameters"):
+        lab_driver.set_parameters(tmp_path / "bare.ipynb", tmp_path / "bare-out.ipynb", {"x": 2})
+    assert not (tmp_path / "bare-out.ipynb").exists()

@@ -61,10 +61,14 @@ def test_the_verdict_counts_identical_files_per_kind_and_names_the_unpaired(two_
 
 def test_the_command_prints_the_table_and_writes_the_csv(two_runs, tmp_path, capsys):
     out = tmp_path / "same.csv"
-    assert cli.main(["compare", str(two_runs[0]), str(two_runs[1]), "--out", str(out)]) == 0
+    assert cli.main(["compare", str(two_runs[0]), str(two_runs[1]), "--out", str(out)]) == 1  # they differ
     printed = capsys.readouterr().out
     assert "evaluation files: 1 of 2 byte-identical" in printed
     assert pd.read_csv(out)["identical"].sum() == 3
+    assert cli.main(["compare", str(two_runs[0]), str(two_runs[0])]) == 0  # a run against itself: the same
+    capsys.readouterr()
+    assert cli.main(["compare", str(two_runs[0]), str(two_runs[1]), "--out", str(tmp_path / "no" / "x.csv")]) == 2
+    assert "folder" in capsys.readouterr().err and not (tmp_path / "no").exists()
 
 
 def test_a_missing_run_is_a_clear_error_and_nothing_is_written(two_runs, tmp_path, capsys):

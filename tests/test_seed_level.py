@@ -135,7 +135,7 @@ def test_figure_error_bars_are_seed_level_with_two_seeds_and_prompt_level_with_o
     assert (pooled[high] - pooled["mean_gold_score"]).tolist() != pytest.approx([0.067, 0.153])
     plots.gold_score_figure(summary, tmp_path, "c.", spread="pooled")
     caption = Image.open(tmp_path / "gold_score_vs_proportion.png").text["Description"]
-    assert "pooled standard error over all prompt × seed rows of the 2 seeds" in caption
+    assert "pooled standard error over all of a policy's prompt × seed rows" in caption
     one = summary.assign(n_seeds=1)
     assert plots.error_columns(one, "win_rate_vs_gold")[1:] == ("win_rate_ci_low", "win_rate_ci_high")
     assert plots.error_columns(one, "win_rate_vs_gold", "pooled")[1:] == ("win_rate_ci_low", "win_rate_ci_high")

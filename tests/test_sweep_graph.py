@@ -231,15 +231,34 @@ def test_progress_estimates_what_is_left_from_the_stage_runs_seen(tmp_path):
     assert slurm.estimate_left(waiting, 3) == pytest.approx((18.0 + 1.5 * 6) / 3)
 
 
-def test_done_at_start_asks_every_stage_run_once():
+def test_slurm_waiting_leaves_out_the_running_jobs():
+    """The estimate counts running jobs half done, apart: listing them as waiting too counted them twice."""
+    from sharedrep_utils import slurm
     from sharedrep_utils.graph import Node, StageRun
 
-    asked = []
+    by_label = {x: Node(StageRun(x, "04_grpo", {}), (), lambda: False) for x in ("a", "b", "c")}
+    pending = {"a": object(), "b": object(), "c": object()}
+    assert [r.label for r in slurm.waiting(pending, ["b"], by_label)] == ["a", "c"]
 
-    def done(i):
-        asked.append(i)
-        return i < 3
 
-    nodes = [Node(StageRun(f"04_grpo-{i}", "04_grpo", {}), (), lambda i=i: done(i)) for i in range(6)]
-    assert executors.done_at_start(nodes) == {"04_grpo-0", "04_grpo-1", "04_grpo-2"}
-    assert asked == list(range(6))
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_resumed_sweep_tells_progress_what_it_will_skip(tmp_path, monkeypatch, jobs):
+    """The serial and the pool executor hand Progress the stage runs done at the start (left out of the estimate),
+    and record each one skipped."""
+    from sharedrep_utils.graph import Node, StageRun
+    from sharedrep_utils.notebook_run import SweepLog
+
+    seen = {}
+
+    class Recording(executors.Progress):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            seen["done_at_start"] = self.done_at_start
+
+    monkeypatch.setattr(executors, "Progress", Recording)
+    nodes = [Node(StageRun(f"04_grpo-{i}", "04_grpo", {}), (), lambda: True) for i in range(3)]
+    report, lines = [], []
+    args = (nodes, tmp_path, tmp_path, "python3", SweepLog(tmp_path, "k"), report, lines.append)
+    executors.run_serial(*args) if jobs == 1 else executors.run_pool(*args, jobs=jobs)
+    assert seen["done_at_start"] == {"04_grpo-0", "04_grpo-1", "04_grpo-2"}
+    assert report == [(f"04_grpo-{i}", "skipped", 0.0) for i in range(3)]

@@ -351,10 +351,14 @@ def test_notebook_00_budget_views_read_the_sweep_tables(tiny_budgets, tmp_path):
     gaps = synthetic.budget_gap_table(two, k=2)
     assert list(gaps.index.get_level_values("problem").unique()) == ["U = 3", "U = 3 again"]
     assert list(gaps.loc["U = 3"].index) == ["default", *CELLS, "matched", "tuned"]
-    pd.testing.assert_frame_equal(gaps.loc["U = 3"].reset_index(), budget_gaps(tiny_budgets, 2), check_like=True)
-    shown = synthetic.shown_budget_gaps(gaps, 2).loc["U = 3"]
+    pd.testing.assert_frame_equal(gaps.loc["U = 3"].reset_index().drop(columns="k"), budget_gaps(tiny_budgets, 2),
+                                  check_like=True)  # fmt: skip
+    shown = synthetic.shown_budget_gaps(gaps).loc["U = 3"]
     row = gaps.loc[("U = 3", "tuned")]
-    assert shown.loc["tuned", "gap (SharedRep(2) - MaxMin)"] == f"{row['gap_mean']:+.3f} ± {row['gap_sem']:.3f}"
+    mean, sem_ = shown.loc["tuned", "gap (SharedRep(2) - MaxMin)"].split(" ± ")
+    assert float(mean) == pytest.approx(row["gap_mean"], abs=5e-4)
+    assert float(sem_) == pytest.approx(row["gap_sem"], abs=5e-4)
+    assert mean[0] in "+-" and len(mean.split(".")[1]) == len(sem_.split(".")[1]) == 3  # signed, three decimals
     assert shown.loc["matched", "setting"] == "lr0.01-ep2" and shown.loc["matched", "MaxMin steps"] == 10
     picks = synthetic.tuned_picks(tiny_budgets)
     assert list(picks.columns) == ["MaxMin", "SharedRep (K=2)"] and list(picks.index) == [0, 1]
@@ -363,7 +367,10 @@ def test_notebook_00_budget_views_read_the_sweep_tables(tiny_budgets, tmp_path):
     assert set(picks.stack()) <= set(CELLS)  # a grid cell, never the own (default) setting
     with pytest.raises(ValueError, match="one \\(proportion, n_pairs\\) cell"):
         synthetic.tuned_picks(pd.concat([tiny_budgets, tiny_budgets.assign(proportion=0.1)]))
-    fig = plots.synthetic_budget_figure(gaps, 2, "gaps")
+    with pytest.raises(ValueError, match="one \\(proportion, n_pairs\\) cell per problem; 'two cells'"):
+        synthetic.budget_gap_table({"two cells": pd.concat([tiny_budgets, tiny_budgets.assign(n_pairs=50)])}, k=2)
+    fig = plots.synthetic_budget_figure(gaps, "gaps")
+    assert fig.axes[0].get_ylabel().endswith("SharedRep(2) - MaxMin")
     assert [ax.get_title() for ax in fig.axes] == ["U = 3", "U = 3 again"]
     fig.savefig(tmp_path / "gaps.png")
     assert Image.open(tmp_path / "gaps.png").size[0] > 500
