@@ -8,6 +8,7 @@ import contextlib
 import json
 import logging
 import os
+import socket
 import tempfile
 import threading
 import time
@@ -28,7 +29,7 @@ def execute_stage(run: StageRun, notebooks: Path, out_dir: Path, shared: SharedK
     # in place only once we know it is ours to keep; in a folder of this call's own (a pid alone can repeat on
     # another SLURM node sharing the run directory), where a glob of notebooks/*.ipynb never sees it, and under
     # a name papermill takes as a notebook
-    drafts = Path(tempfile.mkdtemp(prefix=f"{DRAFTS}-{os.getpid()}-", dir=out_dir))
+    drafts = Path(tempfile.mkdtemp(prefix=f"{DRAFTS}-{socket.gethostname()}-{os.getpid()}-", dir=out_dir))
     draft = drafts / f"{run.label}.ipynb"
     try:
         with PeakRSS() as memory:  # samples the papermill kernel's process tree
@@ -64,7 +65,34 @@ def execute_stage(run: StageRun, notebooks: Path, out_dir: Path, shared: SharedK
     }
 
 
-DRAFTS = ".drafts"  # notebooks being executed: <run_dir>/notebooks/.drafts-<pid>-<random>/<label>.ipynb
+DRAFTS = ".drafts"  # notebooks being executed: <run_dir>/notebooks/.drafts-<host>-<pid>-<random>/<label>.ipynb
+
+
+def clean_stale_drafts(out_dir: Path) -> list[Path]:
+    """Remove the draft folders a killed sweep left in `out_dir`: those of this host whose process has ended.
+    Another host's (a SLURM job on another node sharing the run directory) are never touched: its process cannot
+    be asked from here. Returns what was removed."""
+    import shutil
+
+    removed = []
+    for folder in out_dir.glob(f"{DRAFTS}-*"):
+        host, _, rest = folder.name.removeprefix(f"{DRAFTS}-").rpartition("-")  # rest: mkdtemp's suffix, no "-"
+        host, _, pid = host.rpartition("-")
+        if host != socket.gethostname() or not pid.isdigit() or _alive(int(pid)):
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 class SweepLog:

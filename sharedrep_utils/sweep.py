@@ -14,7 +14,7 @@ from typing import Any
 
 from .config import Config
 from .graph import build_graph
-from .notebook_run import PeakRSS, SharedKernel, SweepLog, _cells_seconds, execute_stage  # noqa: F401 (the sweep's API)
+from .notebook_run import PeakRSS, SharedKernel, SweepLog, _cells_seconds, clean_stale_drafts, execute_stage  # noqa: F401 (the sweep's API)
 from .runs import notebooks_dir
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
@@ -44,6 +44,8 @@ def run_sweep(
 
     out_dir = notebooks_dir(cfg.run_path)
     out_dir.mkdir(parents=True, exist_ok=True)
+    if stale := clean_stale_drafts(out_dir):  # a killed sweep's notebooks in flight, as its partial stages are
+        log(f"removed {len(stale)} draft folder(s) of ended processes from {out_dir}")
     nodes = build_graph(cfg, base_parameters(cfg, overrides, profile))
     announce(cfg, log)
     from .variants import link

@@ -91,6 +91,29 @@ def test_a_partial_directory_of_a_killed_writer_is_ignored_then_removed(tmp_path
     assert hidden(tmp_path) == []
 
 
+def test_a_killed_sweeps_draft_notebooks_are_removed_only_when_their_process_has_ended(tmp_path):
+    """Drafts of an ended process on this host go; a live one's, another host's (a SLURM node's) and an older
+    layout's without a host stay."""
+    import socket
+
+    from sharedrep_utils.notebook_run import DRAFTS, clean_stale_drafts
+
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead, host = int(ended.stdout), socket.gethostname()
+    names = {
+        "dead": f"{DRAFTS}-{host}-{dead}-ab_c1",
+        "live": f"{DRAFTS}-{host}-{os.getpid()}-x9y",
+        "other host": f"{DRAFTS}-elsewhere-node-{dead}-q1",
+        "no host": f"{DRAFTS}-{dead}-z2",
+    }
+    for name in names.values():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "04_grpo-seed42-prop0.1-maxmin.ipynb").write_text("{}")
+    removed = clean_stale_drafts(tmp_path)
+    assert removed == [tmp_path / names["dead"]]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(n for k, n in names.items() if k != "dead")
+
+
 # ------------------------------------------------------------------------------------- integration
 
 # (what to wait for, seconds after it appears): SIGKILL then. A `.<stage>.partial-*` directory
@@ -186,7 +209,8 @@ def test_a_sweep_killed_at_several_points_resumes_to_the_uninterrupted_result(re
             pd.read_csv(run_dir / "results" / "summary.csv"), pd.read_csv(reference_dir / "results" / "summary.csv")
         )
         pytest.fail("summary.csv differs from the uninterrupted run's in formatting only")
-    leftovers = [p for p in run_dir.rglob(".*") if ".partial-" in p.name or ".old-" in p.name or p.suffix == ".lock"]
+    leftovers = [p for p in run_dir.rglob(".*") if ".partial-" in p.name or ".old-" in p.name or p.suffix == ".lock"
+                 or p.name.startswith(".drafts-")]  # fmt: skip
     assert leftovers == []
     assert network_attempts() == []
     # and the same preference data, byte for byte
