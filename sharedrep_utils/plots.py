@@ -22,7 +22,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from .methods import method_label  # noqa: E402
-from .tables import policy_order  # noqa: E402
+from .tables import policy_order, spread_shown  # noqa: E402
 
 REFERENCES = ("Gold", "SFT")  # dashed: reference policies, not methods
 TIES_TEXT = {"half": "ties count ½", "lose": "ties lose"}
@@ -54,22 +54,23 @@ def error_columns(summary: pd.DataFrame, y: str, spread: str = "seed") -> tuple[
     tables put after ± (`results.spread`): the standard error across seeds (none for a policy run once), or with
     "pooled" upstream's standard error over all prompt × seed rows; with one seed, the prompt-level interval."""
     seed_sem, pooled_sem, low, high = ERRORS[y]
-    if n_seeds(summary) < 2:
+    kind = spread_shown(summary, spread)
+    if kind == "prompts":
         return summary, low, high
-    sem = pooled_sem if spread == "pooled" else seed_sem
+    sem = pooled_sem if kind == "pooled" else seed_sem
     out = summary.assign(_seed_low=summary[y] - summary[sem], _seed_high=summary[y] + summary[sem])
     return out, "_seed_low", "_seed_high"
 
 
 def error_text(summary: pd.DataFrame, confidence: float = 0.95, spread: str = "seed") -> str:
     """What the error bars of `error_columns` are, for the caption."""
-    seeds = n_seeds(summary)
-    if seeds >= 2 and spread == "pooled":
+    seeds, kind = n_seeds(summary), spread_shown(summary, spread)
+    if kind == "pooled":
         return (
             "± the pooled standard error over all of a policy's prompt × seed rows (upstream's ±, results.spread = "
             "pooled: evaluation noise only, not the spread between seeds)"
         )
-    if seeds >= 2:
+    if kind == "seed":
         return f"± standard error across the {seeds} per-seed values (none for a policy trained once)"
     return interval_text(summary, confidence)
 

@@ -13,6 +13,7 @@ import pandas as pd
 
 from .config import Config
 from .stats import Options, accuracy_interval, gain_row, paired_rewards, sem
+from .tables import spread_shown
 
 GRPO_CURVES = ("reward", "kl", "completions/mean_length")
 
@@ -353,13 +354,6 @@ SPREAD_LABELS = {
 }
 
 
-def spread_kind(summary: pd.DataFrame, spread: str = "seed") -> str:
-    """Which ± an overview of `summary` shows: "seed" with two or more seeds (or "pooled" when asked), else
-    "prompts" (one seed: the spread over prompts is all there is, and pooled is the same number)."""
-    seeds = pd.to_numeric(summary["n_seeds"], errors="coerce").max() if "n_seeds" in summary else 1
-    return spread if pd.notna(seeds) and seeds >= 2 else "prompts"
-
-
 def results_overview(summary: pd.DataFrame, spread: str = "seed") -> pd.DataFrame:
     """summary.csv as a person reads it: policy, p, group, n, seeds, mean ± spread, mean [CI over prompts],
     win rate ± spread [CI over prompts], seed SD, both tie rules.
@@ -374,7 +368,7 @@ def results_overview(summary: pd.DataFrame, spread: str = "seed") -> pd.DataFram
     def column(name: str) -> pd.Series:
         return summary[name] if name in summary else pd.Series(float("nan"), index=summary.index)
 
-    kind = spread_kind(summary, spread)
+    kind = spread_shown(summary, spread)
     score_pm, win_pm = {
         "seed": ("seed_sem_gold_score", "seed_sem_win_rate"),
         "pooled": ("sem_gold_score", "sem_win_rate"),

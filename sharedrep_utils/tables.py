@@ -95,9 +95,13 @@ def _best(table: pd.DataFrame, column: str, digits: int) -> pd.Series:
     return learned & (rounded == best)
 
 
-def seed_spread_shown(table: pd.DataFrame) -> bool:
-    """True when ± is the spread across seeds (two or more seeds), False when over prompts (one seed)."""
-    return "n_seeds" in table and bool((pd.to_numeric(table["n_seeds"], errors="coerce") >= 2).any())
+def spread_shown(table: pd.DataFrame, spread: str = "seed") -> str:
+    """Which ± a table, overview or figure of `table` (summary rows with n_seeds) shows, decided here for all of
+    them: `spread` ("seed": the standard error across seeds; "pooled": upstream's over all prompt × seed rows) when
+    a row has two or more seeds, else "prompts" (one seed: the spread over prompts is all there is, and pooled is
+    the same number)."""
+    seeds = "n_seeds" in table and bool((pd.to_numeric(table["n_seeds"], errors="coerce") >= 2).any())
+    return spread if seeds else "prompts"
 
 
 def _cell(value, spread, low, high, digits: int, pm: str, dash: str) -> str:
@@ -116,7 +120,7 @@ def _cells(
 ) -> pd.DataFrame:
     """Formatted cells: score and win rate `value ± spread [interval]`, the other tie rule's win rate;
     bold markup around the best learned values. `spread` "pooled" puts the pooled SEM after ±."""
-    seeds = seed_spread_shown(table) and spread == "seed"
+    seeds = spread_shown(table, spread) == "seed"
     nan = pd.Series(float("nan"), index=table.index)
 
     def col(name: str) -> pd.Series:
@@ -147,13 +151,14 @@ def _bootstrap_kind(table: pd.DataFrame) -> str:
 def uncertainty_note(table: pd.DataFrame, ties: str = "half", confidence: float = 0.95, spread: str = "seed") -> str:
     """What ± and [brackets] are in this table, and how a win and a tie are counted."""
     level = f"{confidence * 100:g}%"
-    if seed_spread_shown(table) and spread == "pooled":
+    kind = spread_shown(table, spread)
+    if kind == "pooled":
         text = (
             "± is the pooled standard error over all prompt × seed rows (upstream's ±, results.spread = pooled): it "
             "counts evaluation noise only, not the spread between seeds (summary.csv has seed_sem_*); [brackets] "
             f"the {level} bootstrap interval over prompts."
         )
-    elif seed_spread_shown(table):
+    elif kind == "seed":
         n_seeds = int(pd.to_numeric(table["n_seeds"], errors="coerce").max())
         over = (
             f"[brackets] the {level} cluster-bootstrap interval over prompts (prompt ids drawn jointly for every seed)"
@@ -187,7 +192,7 @@ def title(k: int | None, pooled: bool = False) -> str:
 
 def _pooled(table: pd.DataFrame, spread: str) -> bool:
     """True when ± is upstream's pooled SEM although the table has two or more seeds."""
-    return spread == "pooled" and seed_spread_shown(table)
+    return spread_shown(table, spread) == "pooled"
 
 
 def _header(groups: list[str], ties: str) -> list[str]:

@@ -12,7 +12,7 @@ import pytest
 from fake_run import N_PROMPTS, SEEDS, fake_config, write_fake_run
 from PIL import Image
 
-from sharedrep_utils import plots, tables
+from sharedrep_utils import plots, report, tables
 from sharedrep_utils.config import ConfigError, load_config
 from sharedrep_utils.runs import responses_dir, results_dir, sft_dir, stage_output
 from sharedrep_utils.stages import results
@@ -224,3 +224,15 @@ def test_completion_stats_are_written_with_one_row_per_evaluated_policy(built):
     evaluated = sorted((cfg.run_path / "eval").glob("*.parquet"))
     assert len(frame) == len(evaluated)
     assert sorted(frame["n"]) == sorted(len(pd.read_parquet(p)) for p in evaluated)
+
+
+def test_one_rule_says_which_spread_tables_overviews_and_figures_show():
+    summary = summary_two_seeds()
+    assert tables.spread_shown(summary) == "seed" and tables.spread_shown(summary, "pooled") == "pooled"
+    one = summary.assign(n_seeds=1)
+    assert tables.spread_shown(one, "pooled") == "prompts"  # one seed: pooled over prompts is the same number
+    assert tables.spread_shown(summary.drop(columns="n_seeds")) == "prompts"
+    # and each reader follows it: the overview's column names, the table note, the figure's bars
+    assert any("pooled" in c for c in report.results_overview(summary, "pooled").columns)
+    assert "pooled standard error" in tables.uncertainty_note(summary, spread="pooled")
+    assert plots.error_text(one, spread="pooled") == plots.error_text(one)
