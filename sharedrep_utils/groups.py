@@ -173,7 +173,7 @@ def trait_redundancy(responses: pd.DataFrame, trait_names: list[str]) -> pd.Data
     rows = []
     for t in trait_names:
         row = {"std": float(values[t].std())}
-        row.update({f"rho_{o}": np.nan if constant[t] else float(rho.at[t, o]) for o in trait_names})
+        row.update({f"rho_{o}": float(rho.at[t, o]) for o in trait_names})
         row["r2_from_others"] = np.nan if constant[t] else _r2_from(values[t].to_numpy(), values.drop(columns=t))
         row["note"] = CONSTANT_NOTE if constant[t] else ""
         rows.append(row)

@@ -267,8 +267,8 @@ def contrast_figure(contrasts: pd.DataFrame, out_dir: Path, caption: str) -> lis
     for ax, outcome in zip(axes[0], outcomes, strict=True):
         rows = primary[primary["group"] == outcome].reset_index(drop=True)
         y = range(len(rows))
-        ax.errorbar(rows["estimate"], y, xerr=[rows["estimate"] - rows["ci_low"], rows["ci_high"] - rows["estimate"]],
-                    fmt="o", color="black", capsize=3)  # fmt: skip
+        ax.errorbar(rows["estimate"], y, xerr=_error(rows, "estimate", "ci_low", "ci_high"), fmt="o", color="black",
+                    capsize=3)  # fmt: skip
         ax.axvline(0, color="grey", linestyle="--", linewidth=1)
         ax.set_yticks(list(y), rows["variant"])
         ax.set_title(f"{rows['contrast'].iloc[0]}\non {'the min over groups' if outcome == 'min' else outcome}")
@@ -292,7 +292,7 @@ def budget_gap_figure(gaps: pd.DataFrame, out_dir: Path, caption: str) -> list[P
             for i, policy in enumerate(policies):
                 rows = cell[cell["policy"] == policy].set_index("budget").reindex(budgets_)
                 x = [j + (i - (len(policies) - 1) / 2) * 0.15 for j in range(len(budgets_))]
-                yerr = [rows["estimate"] - rows["ci_low"], rows["ci_high"] - rows["estimate"]]
+                yerr = _error(rows, "estimate", "ci_low", "ci_high")  # a budget this policy lacks: NaN, no bar
                 label = f"{policy} − {rows['baseline'].dropna().iloc[0]}"
                 ax.errorbar(x, rows["estimate"], yerr=yerr, fmt="o", capsize=3, label=label)
             ax.axhline(0, color="grey", linestyle="--", linewidth=1)

@@ -300,8 +300,7 @@ def head_to_head_markdown(h2h: pd.DataFrame, confidence: float = 0.95, spread: s
     """SharedRep vs MaxMin win rate per K, proportion and group, ± across seeds (two or more) and its interval."""
     if h2h.empty:
         return "_No head-to-head comparison (the run lacks SharedRep or MaxMin)._\n"
-    several = "n_seeds" in h2h and bool((h2h["n_seeds"] >= 2).any())
-    pm_column = {"seed": "seed_sem_win_rate", "pooled": None}[spread] if several else None
+    pm_column = "seed_sem_win_rate" if spread_shown(h2h, spread) == "seed" else None
     frame = pd.DataFrame(
         {
             "K": h2h["k"],

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -138,13 +137,6 @@ def test_a_run_without_variants_has_one_budget_and_its_contrasts_by_hand(tmp_pat
     assert "variants" not in results.params(cfg)
 
 
-def test_variant_dirs_live_under_the_run(tmp_path):
-    cfg = load_config("smoke", {**TINY, **GRID, "run_dir": str(tmp_path)})
-    for budget, mode, vcfg in variants.others(cfg):
-        assert Path(vcfg.run_path).parent == tmp_path.resolve() / "variants"
-        assert vcfg.run_path.name == f"{budget}-{mode}"
-
-
 def test_calibration_effect_pairs_raw_and_calibrated_policies_per_seed(tmp_path):
     base = write_fake_run(tmp_path / "run")
     cfg = fake_config(tmp_path / "run", **{"sweep.calibrations": ["none", "center"]})
@@ -214,7 +206,7 @@ def write_budgets(cfg) -> None:
             table.to_csv(rm_dir(cfg.run_path, seed, prop) / "budgets.csv", index=False)
 
 
-def test_results_of_a_run_with_a_grid_and_variants_write_every_table_and_figure(tmp_path):
+def test_results_of_a_run_with_a_grid_and_variants_write_every_table_and_figure(tmp_path, monkeypatch):
     base = write_fake_run(tmp_path / "run")
     cfg = fake_config(tmp_path / "run", **{**GRID, "reward_model.grid.learning_rates": [1e-3, 3e-3],
                                            "reward_model.grid.num_epochs": [1, 2]})  # fmt: skip
@@ -224,7 +216,11 @@ def test_results_of_a_run_with_a_grid_and_variants_write_every_table_and_figure(
     write_budgets(cfg)
     out = tmp_path / "results"
     out.mkdir()
+    reads, load_evals = [], results.load_evals
+    monkeypatch.setattr(results, "load_evals", lambda c: reads.append(c.run_path) or load_evals(c))
     results.build(cfg, out)
+    assert sorted(map(str, reads)) == sorted({str(v.run_path) for v in [cfg, *(c for *_, c in variants.others(cfg))]})
+    assert len(reads) == 4  # each variant's evaluations read once, for the contrasts and the calibration effect
     written = ["contrasts.csv", "calibration_effect.csv", "budgets.csv", "budgets_pooled.csv",
                "rm_accuracy_by_budget.csv", "budget_gaps.csv", "primary_contrast.png", "budget_gaps.png"]  # fmt: skip
     for name in written:

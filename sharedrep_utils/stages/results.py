@@ -260,7 +260,9 @@ def build(cfg: Config, out: Path) -> dict[str, pd.DataFrame]:
     read = {str(cfg.run_path): evals}  # each variant's evaluations read once (contrasts, calibration effect)
 
     def load(c: Config) -> dict:
-        return read.setdefault(str(c.run_path), evals if c is cfg else load_evals(c))
+        if str(c.run_path) not in read:  # setdefault would read the files before looking
+            read[str(c.run_path)] = load_evals(c)
+        return read[str(c.run_path)]
 
     summary, by_seed = summarize_all(evals, groups, opts)
     h2h, h2h_by_seed = head_to_head_all(evals, groups, "sharedrep", "maxmin", opts)
