@@ -29,13 +29,13 @@ def artifacts(run: Path) -> set[str]:
     return {str(p.relative_to(run)) for pattern in ARTIFACTS for p in run.glob(pattern) if p.is_file()}
 
 
-def same_completions(a: Path, b: Path) -> float:
-    """Share of the prompts in both evaluation files whose completion is the same text (NaN with none shared)."""
+def same_completions(a: Path, b: Path) -> tuple[float, int]:
+    """Share of the prompts in both evaluation files whose completion is the same text (NaN with none shared), and
+    how many prompts the first file holds."""
     left, right = (pd.read_parquet(p, columns=["prompt_id", "completion"]).set_index("prompt_id") for p in (a, b))
     shared = left.join(right, lsuffix="_a", rsuffix="_b", how="inner")
-    if shared.empty:
-        return float("nan")
-    return float((shared["completion_a"] == shared["completion_b"]).mean())
+    share = float((shared["completion_a"] == shared["completion_b"]).mean()) if len(shared) else float("nan")
+    return share, len(left)
 
 
 def compare_runs(a: Path, b: Path) -> pd.DataFrame:
@@ -52,8 +52,7 @@ def compare_runs(a: Path, b: Path) -> pd.DataFrame:
         if row["in_a"] and row["in_b"]:
             row["identical"] = left.read_bytes() == right.read_bytes()
             if rel.endswith(".parquet") and "/eval/" in f"/{rel}":
-                row["n_prompts"] = len(pd.read_parquet(left, columns=["prompt_id"]))
-                row["same_completions"] = same_completions(left, right)
+                row["same_completions"], row["n_prompts"] = same_completions(left, right)
         rows.append(row)
     if not rows:
         raise FileNotFoundError(f"neither {a} nor {b} holds an evaluation, preference or results file.")
