@@ -83,12 +83,21 @@ def build_preferences(
     return out, counts
 
 
+def preference_signs(
+    responses: pd.DataFrame, trait_names: list[str], group_weights: dict[str, dict[str, float]]
+) -> np.ndarray:
+    """Groups × pairs: the sign of each group's score difference, response 0 − response 1 (0: a tie)."""
+    diffs = group_scores(
+        {t: responses[f"{t}_0"].to_numpy(dtype=float) - responses[f"{t}_1"].to_numpy(dtype=float) for t in trait_names},
+        group_weights,
+    )
+    # a group with no weights scores 0 everywhere: broadcast it to one sign per pair
+    return np.stack([np.sign(np.broadcast_to(diffs[g], len(responses))) for g in group_weights])
+
+
 def disagreement(responses: pd.DataFrame, trait_names: list[str], group_weights: dict[str, dict[str, float]]) -> float:
     """Share of response pairs on which the groups do not all prefer the same response."""
-    diffs = group_scores(
-        {t: responses[f"{t}_0"].to_numpy() - responses[f"{t}_1"].to_numpy() for t in trait_names}, group_weights
-    )
-    signs = np.stack([np.sign(d) for d in diffs.values()])
+    signs = preference_signs(responses, trait_names, group_weights)
     return float(np.mean((signs != signs[0]).any(axis=0)))
 
 
@@ -135,12 +144,7 @@ def disagreement_matrix(
     _check_columns(responses, trait_names)
     check_group_traits(group_weights, trait_names)
     names = list(group_weights)
-    diffs = group_scores(
-        {t: responses[f"{t}_0"].to_numpy(dtype=float) - responses[f"{t}_1"].to_numpy(dtype=float) for t in trait_names},
-        group_weights,
-    )
-    # a group with no weights scores 0 everywhere: broadcast it to one sign per pair
-    signs = np.stack([np.sign(np.broadcast_to(diffs[g], len(responses))) for g in names])  # U × pairs
+    signs = preference_signs(responses, trait_names, group_weights)  # U × pairs
     share = (signs[:, None, :] != signs[None, :, :]).mean(axis=2)  # every (u, v) at once
     return pd.DataFrame(share, index=pd.Index(names, name="group"), columns=names)
 

@@ -153,21 +153,6 @@ def group_weight_table(groups: dict[str, dict[str, float]], traits: list[str]) -
     return table.set_axis(pd.Index(list(groups), name="group")).rename_axis(columns="trait")
 
 
-def trait_tables(
-    stage_dir: Path, scored: pd.DataFrame, traits: list[str], groups: dict[str, dict[str, float]]
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(trait redundancy, group disagreement matrix) as stage 02 wrote them into a preferences directory; for a
-    directory finished before the stage wrote them, computed now from the same responses (`scored`)."""
-    from .groups import disagreement_matrix, trait_redundancy
-
-    redundancy_csv, disagreement_csv = stage_dir / "trait_redundancy.csv", stage_dir / "group_disagreement.csv"
-    if redundancy_csv.exists() and disagreement_csv.exists():
-        redundancy = pd.read_csv(redundancy_csv, index_col="trait")
-        redundancy["note"] = redundancy["note"].fillna("").astype(str)  # an empty note reads back as NaN
-        return redundancy, pd.read_csv(disagreement_csv, index_col="group")
-    return trait_redundancy(scored, traits), disagreement_matrix(scored, traits, groups)
-
-
 def redundancy_note(redundancy: pd.DataFrame) -> str:
     """One Markdown sentence reading `groups.trait_redundancy`: the trait the others predict best, and the
     most rank-correlated pair."""

@@ -177,16 +177,6 @@ def test_group_weight_table_fills_a_left_out_trait_with_zero():
         report.group_weight_table(WEIGHTS, ["a"])
 
 
-def test_trait_tables_read_the_stage_csvs_and_fall_back_to_computing_them(tmp_path):
-    responses = table(a=([1, 1, 0.5, 0.2], [0, 0, 0.5, 0.2]), b=([0, 1, 0.3, 1], [1, 0, 0.3, 0]))
-    computed = report.trait_tables(tmp_path, responses, ["a", "b"], WEIGHTS)  # an older directory: no CSVs
-    computed[0].to_csv(tmp_path / "trait_redundancy.csv")
-    computed[1].to_csv(tmp_path / "group_disagreement.csv")
-    read = report.trait_tables(tmp_path, responses.iloc[:0], ["a", "b"], WEIGHTS)  # read, not computed
-    pd.testing.assert_frame_equal(read[0], computed[0])
-    pd.testing.assert_frame_equal(read[1], computed[1])
-
-
 def test_redundancy_note_names_the_best_predicted_trait_the_strongest_pair_and_a_constant_one():
     redundancy = pd.DataFrame(
         {
