@@ -229,7 +229,7 @@ def adjust(table: pd.DataFrame) -> pd.DataFrame:
 def variant_contrast_tables(cfg: Config, load: Callable[[Config], Evals]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """`contrast_tables` for every budget × calibration variant of the run (variants.py), stacked, with Holm over
     each family as a whole: the declared contrast under every variant is one family of primary rows. `load` reads
-    a config's evaluations (stats.load_evals)."""
+    a config's evaluations (stages.results.load_evals)."""
     from .variants import variant_config, variant_settings
 
     tables, by_seed = [], []
@@ -271,7 +271,7 @@ def contrasts_markdown(table: pd.DataFrame) -> str:
     return text + "".join(f"\nNote: {n}.\n" for n in notes)
 
 
-def binding_shares(cfg: Config, policy: str, proportion: float, mode: str) -> dict[str, tuple[float, float]]:
+def mean_binding_shares(cfg: Config, policy: str, proportion: float, mode: str) -> dict[str, tuple[float, float]]:
     """{group: (raw, calibrated)}: the share of reference responses on which the group's head binds in the min,
     mean over the seeds' calibrated policies of this name at this proportion (their calibration.json)."""
     from . import calibration
@@ -289,7 +289,7 @@ def binding_shares(cfg: Config, policy: str, proportion: float, mode: str) -> di
 
 def calibration_effect(cfg: Config, load: Callable[[Config], Evals]) -> pd.DataFrame:
     """What a calibrated min changes, per budget, policy and outcome (with `sweep.calibrations` variants): the share
-    of the reference responses on which the group's head binds, raw and calibrated (`binding_shares`), and the gold
+    of the reference responses on which the group's head binds, raw and calibrated (`mean_binding_shares`), and the gold
     score under the raw min (the `none` variant of the same budget) and under the calibrated one, paired per seed
     (calibrated − raw, t interval across seeds; `p_holm` over the file's rows). Empty without a `none` variant and
     a calibrated one."""
@@ -309,7 +309,7 @@ def calibration_effect(cfg: Config, load: Callable[[Config], Evals]) -> pd.DataF
                 both = {(s, p, m): t for (s, p, m), t in calibrated.items() if m == policy}
                 both |= {(s, p, "raw"): t for (s, p, m), t in raw.items() if m == policy}
                 for prop in vcfg.sweep.proportions:
-                    shares = binding_shares(vcfg, policy, prop, mode)
+                    shares = mean_binding_shares(vcfg, policy, prop, mode)
                     for outcome in [*groups, MIN_OUTCOME]:
                         per_seed = paired_differences(both, policy, "raw", prop, outcome, groups)
                         estimate, low, high, p = seed_interval(per_seed["difference"], cfg.results.confidence)
