@@ -125,7 +125,6 @@ def variant_nodes(cfg: Config, base: dict[str, Any]) -> list[Node]:
     from .stages import evaluate, grpo, results, reward_models
 
     nodes: list[Node] = []
-    own = variants.variant_settings(cfg)
     for budget, mode, vcfg in variants.others(cfg):
         run, tag_of = vcfg.run_path, (lambda label, b=budget, m=mode: variants.label(label, b, m))
         vbase = {**base, "overrides": {**base.get("overrides", {}), **variants.overrides(cfg, budget, mode)}}
@@ -137,7 +136,8 @@ def variant_nodes(cfg: Config, base: dict[str, Any]) -> list[Node]:
             done = _done(rm_dir(run, seed, prop), lambda s=seed, p=prop, c=vcfg: reward_models.params(c, s, p))
             nodes.append(Node(StageRun(tag_of(f"03_reward_models-{tag}"), "03_reward_models", params),
                               (f"03_reward_models-{tag}",), done))  # fmt: skip
-        rm_label = (lambda label: label) if source == own[0] else (lambda label, s=source: variants.label(label, *s))
+        home = variants.rm_home(cfg, budget)[1]  # None: the run's own reward models
+        rm_label = (lambda label: label) if home is None else (lambda label, s=home: variants.label(label, *s))
         learned = [(s, p, m) for s, p, m in results.planned_policies(vcfg) if m not in ("gold", "sft")]
         for seed, prop, method in learned:
             pid = policy_id(seed, prop, method)

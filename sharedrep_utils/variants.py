@@ -71,6 +71,15 @@ def rm_source(cfg: Config, budget: str) -> tuple[str, str]:
     )
 
 
+def rm_home(cfg: Config, budget: str) -> tuple[Path, tuple[str, str] | None]:
+    """Where a budget's reward models are trained: the run itself (None) for the run's own budget, else the
+    directory of its budget's first variant and that variant's settings (`rm_source`)."""
+    source = rm_source(cfg, budget)
+    if source == variant_settings(cfg)[0]:
+        return cfg.run_path.resolve(), None
+    return variant_dir(cfg.run_path.resolve(), *source), source
+
+
 def shared_paths(cfg: Config, budget: str, mode: str) -> list[tuple[Path, Path]]:
     """(path in the variant, path it points to) for everything the variant shares."""
     run = cfg.run_path.resolve()
@@ -84,9 +93,8 @@ def shared_paths(cfg: Config, budget: str, mode: str) -> list[tuple[Path, Path]]
         pairs.append((target / f"seed{seed}" / "gold", run / f"seed{seed}" / "gold"))
         for p in cfg.sweep.proportions:
             pairs.append((preferences_dir(target, seed, p), preferences_dir(run, seed, p)))
-            if source != (budget, mode):
-                rm_run = run if source == variant_settings(cfg)[0] else variant_dir(run, *source)
-                pairs.append((rm_dir(target, seed, p), rm_dir(rm_run, seed, p)))
+            if source != (budget, mode):  # trained elsewhere: by the run or by its budget's first variant
+                pairs.append((rm_dir(target, seed, p), rm_dir(rm_home(cfg, budget)[0], seed, p)))
     return pairs
 
 
