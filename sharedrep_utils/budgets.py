@@ -175,7 +175,7 @@ def budget_accuracy(table: pd.DataFrame, split: str = "test", confidence: float 
     rows = table[table["split"] == split]
     parts = []
     for budget in (DEFAULT, "matched", "tuned"):
-        chosen = _with_correct(_chosen(rows, budget))
+        chosen = _with_correct(chosen_rows(rows, budget))
         keys = _keys(chosen, ["policy", "group"])
         grouped = chosen.groupby(keys, sort=False).agg(
             n=("n", "sum"), correct=("correct", "sum"), seeds=("seed", "nunique"),
@@ -186,7 +186,7 @@ def budget_accuracy(table: pd.DataFrame, split: str = "test", confidence: float 
     return out[["budget", *[c for c in out.columns if c != "budget"]]]
 
 
-def _chosen(table: pd.DataFrame, budget: str) -> pd.DataFrame:
+def chosen_rows(table: pd.DataFrame, budget: str) -> pd.DataFrame:
     """The rows of one budget: a setting by name, or `matched` / `tuned` (each seed's own pick)."""
     if budget in ("matched", "tuned"):
         return table[table[budget].astype(bool)]
@@ -209,8 +209,8 @@ def gaps(table: pd.DataFrame, minority: str, confidence: float = 0.95, baseline:
     for policy in [p for p in dict.fromkeys(test["policy"]) if p != baseline]:
         for budget in settings_:
             ours, theirs = (
-                _chosen(test[test["policy"] == policy], budget),
-                _chosen(test[test["policy"] == baseline], budget),
+                chosen_rows(test[test["policy"] == policy], budget),
+                chosen_rows(test[test["policy"] == baseline], budget),
             )
             for outcome in (minority, "mean over groups"):
                 pick = (lambda t: t[t["group"] == minority]) if outcome == minority else (lambda t: t)

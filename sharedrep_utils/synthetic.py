@@ -386,13 +386,9 @@ def budget_view(df: pd.DataFrame, budget: str = "matched") -> pd.DataFrame:
     """One budget's rows of a `budget_sweep` table as a plain sweep table (RESULT_COLUMNS), for `summarize`,
     `accuracy_table` and `headline`: "default", "matched", "tuned" or a grid cell's name."""
     cells = [s for s in dict.fromkeys(df["setting"]) if s != budgets.DEFAULT]
-    if budget in ("matched", "tuned"):
-        mask = df[budget].astype(bool)
-    elif budget == budgets.DEFAULT or budget in cells:
-        mask = df["setting"] == budget
-    else:
+    if budget not in ("matched", "tuned", budgets.DEFAULT, *cells):
         raise ValueError(f"Budget {budget!r} is not default, matched, tuned or a grid cell ({', '.join(cells)}).")
-    return df.loc[mask, RESULT_COLUMNS].reset_index(drop=True)
+    return budgets.chosen_rows(df, budget)[RESULT_COLUMNS].reset_index(drop=True)
 
 
 def _seed_means(df: pd.DataFrame, role: str, column: str) -> pd.Series:
